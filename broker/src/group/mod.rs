@@ -1,0 +1,419 @@
+//! Group coordinator: the runtime shell around [`state::Group`] plus committed offsets.
+//!
+//! Every group's offsets are written to the compacted internal topic `__consumer_offsets`
+//! (partition = abs(Java `String.hashCode(group)`) mod N, as Kafka places them) before the
+//! commit is acknowledged, and reloaded from it on start. Keys and values follow Kafka's
+//! OffsetCommitKey v1 / OffsetCommitValue v3 layouts; a delete is a tombstone.
+
+pub mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::ResponseError;
+use samsa_client::wire::batch::validate_produced;
+
+pub use state::{Group, JoinRequest, JoinResult, Reply, State, SyncResult};
+
+use crate::topics::{TopicManager, OFFSETS_TOPIC};
+use crate::{now_ms, Result};
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// Next offset to consume.
+    pub offset: i64,
+    /// Leader epoch of the last consumed record, or -1.
+    pub leader_epoch: i32,
+    /// Client metadata string.
+    pub metadata: String,
+    /// When it was committed.
+    pub commit_timestamp: i64,
+}
+
+/// (topic, partition) key of a committed offset.
+pub type TopicPartition = (String, i32);
+
+/// The group coordinator of this broker (it coordinates every group).
+pub struct Coordinator {
+    topics: Arc<TopicManager>,
+    /// `std::sync::Mutex`: never held across an `.await`; waiting requests hold oneshot
+    /// receivers instead.
+    groups: Mutex<HashMap<String, Group>>,
+    offsets: Mutex<HashMap<String, BTreeMap<TopicPartition, CommittedOffset>>>,
+    initial_delay: Duration,
+    min_session: Duration,
+    max_session: Duration,
+}
+
+/// Java's `String.hashCode` over UTF-16 code units.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// Partition of `__consumer_offsets` that holds `group`'s offsets.
+pub fn offsets_partition(group: &str, partitions: i32) -> i32 {
+    let h = java_string_hash(group);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions
+}
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    b.put_i16(s.len() as i16);
+    b.put_slice(s.as_bytes());
+}
+
+fn get_str(b: &mut Bytes) -> Option<String> {
+    if b.remaining() < 2 {
+        return None;
+    }
+    let n = b.get_i16();
+    if n < 0 || b.remaining() < n as usize {
+        return None;
+    }
+    String::from_utf8(b.split_to(n as usize).to_vec()).ok()
+}
+
+fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(1);
+    put_str(&mut b, group);
+    put_str(&mut b, topic);
+    b.put_i32(partition);
+    b.freeze()
+}
+
+fn offset_value(o: &CommittedOffset) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(3);
+    b.put_i64(o.offset);
+    b.put_i32(o.leader_epoch);
+    put_str(&mut b, &o.metadata);
+    b.put_i64(o.commit_timestamp);
+    b.freeze()
+}
+
+fn decode_key(mut k: Bytes) -> Option<(String, String, i32)> {
+    if k.remaining() < 2 || k.get_i16() > 1 {
+        return None; // group metadata keys (v2) are not offsets
+    }
+    let group = get_str(&mut k)?;
+    let topic = get_str(&mut k)?;
+    (k.remaining() >= 4).then(|| (group, topic, k.get_i32()))
+}
+
+fn decode_value(mut v: Bytes) -> Option<CommittedOffset> {
+    if v.remaining() < 2 {
+        return None;
+    }
+    let version = v.get_i16();
+    if v.remaining() < 8 {
+        return None;
+    }
+    let offset = v.get_i64();
+    let leader_epoch = if version >= 3 && v.remaining() >= 4 { v.get_i32() } else { -1 };
+    let metadata = get_str(&mut v)?;
+    let commit_timestamp = if v.remaining() >= 8 { v.get_i64() } else { -1 };
+    Some(CommittedOffset { offset, leader_epoch, metadata, commit_timestamp })
+}
+
+impl Coordinator {
+    /// Creates `__consumer_offsets` if needed and loads every committed offset from it.
+    pub fn open(topics: Arc<TopicManager>) -> Result<Self> {
+        let cfg = topics.config();
+        if topics.get(OFFSETS_TOPIC).is_none() {
+            let mut c = BTreeMap::new();
+            c.insert("cleanup.policy".to_string(), "compact".to_string());
+            c.insert("segment.bytes".to_string(), cfg.get("offsets.topic.segment.bytes").to_string());
+            topics
+                .create(OFFSETS_TOPIC, cfg.int("offsets.topic.num.partitions") as i32, c, false)
+                .map_err(|e| crate::Error::Config(format!("cannot create {OFFSETS_TOPIC}: {}", e.message)))?;
+        }
+        let coordinator = Self {
+            initial_delay: cfg.ms("group.initial.rebalance.delay.ms"),
+            min_session: cfg.ms("group.min.session.timeout.ms"),
+            max_session: cfg.ms("group.max.session.timeout.ms"),
+            topics,
+            groups: Mutex::new(HashMap::new()),
+            offsets: Mutex::new(HashMap::new()),
+        };
+        coordinator.load_offsets()?;
+        Ok(coordinator)
+    }
+
+    fn load_offsets(&self) -> Result<()> {
+        let topic = self.topics.get(OFFSETS_TOPIC).expect("created");
+        let mut offsets = self.offsets.lock().expect("offsets lock");
+        let mut loaded = 0usize;
+        for p in &topic.partitions {
+            let log = p.log.lock().expect("log lock");
+            let mut next = log.log_start_offset();
+            loop {
+                let bytes = log.read(next, 1 << 20, true)?;
+                if bytes.is_empty() {
+                    break;
+                }
+                let mut buf = Bytes::from(bytes);
+                let sets = RecordBatchDecoder::decode_all(&mut buf)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{OFFSETS_TOPIC}-{}: {e}", p.index)))?;
+                for r in sets.into_iter().flat_map(|s| s.records) {
+                    if r.offset < next {
+                        continue;
+                    }
+                    next = r.offset + 1;
+                    let Some((group, t, part)) = r.key.and_then(decode_key) else { continue };
+                    match r.value.and_then(decode_value) {
+                        Some(v) => {
+                            offsets.entry(group).or_default().insert((t, part), v);
+                            loaded += 1;
+                        }
+                        None => {
+                            if let Some(g) = offsets.get_mut(&group) {
+                                g.remove(&(t, part));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        offsets.retain(|_, m| !m.is_empty());
+        tracing::info!(groups = offsets.len(), records = loaded, "loaded committed offsets");
+        Ok(())
+    }
+
+    fn write_offsets(&self, group: &str, records: Vec<(Bytes, Option<Bytes>)>) -> std::io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let topic = self.topics.get(OFFSETS_TOPIC).expect("created");
+        let p = offsets_partition(group, topic.partitions.len() as i32);
+        let now = now_ms();
+        let recs: Vec<Record> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, (k, v))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32 - 1,
+                timestamp: now,
+                key: Some(k),
+                value: v,
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, &recs, &RecordEncodeOptions { version: 2, compression: Compression::None })
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut bytes = buf.to_vec();
+        let headers: Vec<_> = validate_produced(&bytes)
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .into_iter()
+            .map(|(h, _)| h)
+            .collect();
+        let partition = topic.partition(p).expect("offsets partition exists");
+        partition.log.lock().expect("log lock").append(&mut bytes, &headers, now)?;
+        Ok(())
+    }
+
+    fn with_group<T>(&self, id: &str, create: bool, f: impl FnOnce(&mut Group) -> T) -> Option<T> {
+        let mut groups = self.groups.lock().expect("groups lock");
+        if create && !groups.contains_key(id) {
+            groups.insert(id.to_string(), Group::new(id, self.initial_delay));
+        }
+        groups.get_mut(id).map(f)
+    }
+
+    /// Handles JoinGroup.
+    pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
+        let err = |e| JoinResult { error: Some(e), generation: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id: req.member_id.clone(), members: Vec::new() };
+        if group_id.is_empty() {
+            return err(ResponseError::InvalidGroupId);
+        }
+        if req.session_timeout < self.min_session || req.session_timeout > self.max_session {
+            return err(ResponseError::InvalidSessionTimeout);
+        }
+        let member = req.member_id.clone();
+        let reply = self.with_group(group_id, true, |g| g.join(req, Instant::now())).expect("created");
+        match reply {
+            Reply::Now(r) => r,
+            Reply::Later(rx) => rx.await.unwrap_or_else(|_| JoinResult { error: Some(ResponseError::RebalanceInProgress), generation: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id: member, members: Vec::new() }),
+        }
+    }
+
+    /// Handles SyncGroup.
+    pub async fn sync(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32, assignments: Vec<(String, Bytes)>) -> SyncResult {
+        let reply = self.with_group(group_id, false, |g| g.sync(member_id, instance_id, generation, assignments, Instant::now()));
+        match reply {
+            None => SyncResult { error: Some(ResponseError::UnknownMemberId), protocol_type: None, protocol_name: None, assignment: Bytes::new() },
+            Some(Reply::Now(r)) => r,
+            Some(Reply::Later(rx)) => rx.await.unwrap_or(SyncResult { error: Some(ResponseError::RebalanceInProgress), protocol_type: None, protocol_name: None, assignment: Bytes::new() }),
+        }
+    }
+
+    /// Handles Heartbeat.
+    pub fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Option<ResponseError> {
+        self.with_group(group_id, false, |g| g.heartbeat(member_id, instance_id, generation, Instant::now()))
+            .unwrap_or(Some(ResponseError::UnknownMemberId))
+    }
+
+    /// Handles one member of LeaveGroup.
+    pub fn leave(&self, group_id: &str, member_id: &str, instance_id: Option<&str>) -> Option<ResponseError> {
+        self.with_group(group_id, false, |g| g.leave(member_id, instance_id, Instant::now()))
+            .unwrap_or(Some(ResponseError::UnknownMemberId))
+    }
+
+    /// Expires sessions and completes due join rounds; called periodically.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        for g in self.groups.lock().expect("groups lock").values_mut() {
+            g.tick(now);
+        }
+    }
+
+    /// Validates membership for an OffsetCommit; `None` means the commit may proceed.
+    pub fn check_commit(&self, group_id: &str, generation: i32, member_id: &str, instance_id: Option<&str>) -> Option<ResponseError> {
+        if group_id.is_empty() {
+            return Some(ResponseError::InvalidGroupId);
+        }
+        let groups = self.groups.lock().expect("groups lock");
+        let Some(g) = groups.get(group_id) else {
+            // Simple consumers (assign + commit) use generation -1 on an unknown group.
+            return if generation < 0 { None } else { Some(ResponseError::IllegalGeneration) };
+        };
+        if generation < 0 && g.state == State::Empty {
+            return None;
+        }
+        if g.state == State::CompletingRebalance {
+            return Some(ResponseError::RebalanceInProgress);
+        }
+        if let Some(instance) = instance_id {
+            if g.members.get(member_id).and_then(|m| m.instance_id.as_deref()) != Some(instance) && g.members.values().any(|m| m.instance_id.as_deref() == Some(instance)) {
+                return Some(ResponseError::FencedInstanceId);
+            }
+        }
+        if !g.members.contains_key(member_id) {
+            return Some(ResponseError::UnknownMemberId);
+        }
+        if generation != g.generation {
+            return Some(ResponseError::IllegalGeneration);
+        }
+        None
+    }
+
+    /// Stores committed offsets durably, then in memory.
+    pub fn commit(&self, group_id: &str, offsets: Vec<(TopicPartition, CommittedOffset)>) -> std::io::Result<()> {
+        let records = offsets.iter().map(|((t, p), o)| (offset_key(group_id, t, *p), Some(offset_value(o)))).collect();
+        // The offsets lock orders writes of one group's commits with their log appends.
+        let mut all = self.offsets.lock().expect("offsets lock");
+        self.write_offsets(group_id, records)?;
+        let entry = all.entry(group_id.to_string()).or_default();
+        for (tp, o) in offsets {
+            entry.insert(tp, o);
+        }
+        Ok(())
+    }
+
+    /// Committed offsets of a group: all, or those of the listed partitions.
+    pub fn fetch(&self, group_id: &str, wanted: Option<&[TopicPartition]>) -> Vec<(TopicPartition, Option<CommittedOffset>)> {
+        let all = self.offsets.lock().expect("offsets lock");
+        let committed = all.get(group_id);
+        match wanted {
+            Some(list) => list.iter().map(|tp| (tp.clone(), committed.and_then(|c| c.get(tp)).cloned())).collect(),
+            None => committed.map(|c| c.iter().map(|(tp, o)| (tp.clone(), Some(o.clone()))).collect()).unwrap_or_default(),
+        }
+    }
+
+    /// (group id, state name, protocol type) of every known group.
+    pub fn list(&self) -> Vec<(String, &'static str, String)> {
+        let groups = self.groups.lock().expect("groups lock");
+        let offsets = self.offsets.lock().expect("offsets lock");
+        let mut out: Vec<_> = groups
+            .values()
+            .filter(|g| g.state != State::Dead)
+            .map(|g| (g.id.clone(), g.state.name(), g.protocol_type.clone().unwrap_or_default()))
+            .collect();
+        for id in offsets.keys() {
+            if !groups.contains_key(id) {
+                out.push((id.clone(), State::Empty.name(), "consumer".to_string()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Runs `f` on a group's state for DescribeGroups; `None` if unknown.
+    pub fn describe<T>(&self, group_id: &str, f: impl FnOnce(&Group) -> T) -> Option<T> {
+        let groups = self.groups.lock().expect("groups lock");
+        if let Some(g) = groups.get(group_id) {
+            return Some(f(g));
+        }
+        let known = self.offsets.lock().expect("offsets lock").contains_key(group_id);
+        known.then(|| f(&Group::new(group_id, self.initial_delay)))
+    }
+
+    /// Deletes a group that has no members, with its offsets.
+    pub fn delete_group(&self, group_id: &str) -> Option<ResponseError> {
+        let mut groups = self.groups.lock().expect("groups lock");
+        let has_offsets = self.offsets.lock().expect("offsets lock").contains_key(group_id);
+        match groups.get(group_id) {
+            Some(g) if !matches!(g.state, State::Empty | State::Dead) => return Some(ResponseError::NonEmptyGroup),
+            None if !has_offsets => return Some(ResponseError::GroupIdNotFound),
+            _ => {}
+        }
+        let tps: Vec<TopicPartition> = self.fetch(group_id, None).into_iter().map(|(tp, _)| tp).collect();
+        if let Err(e) = self.delete_offsets_unchecked(group_id, &tps) {
+            tracing::error!(group = group_id, "cannot write offset tombstones: {e}");
+            return Some(ResponseError::KafkaStorageError);
+        }
+        if let Some(mut g) = groups.remove(group_id) {
+            g.kill();
+        }
+        None
+    }
+
+    /// Deletes committed offsets of partitions whose topics the group does not consume.
+    pub fn delete_offsets(&self, group_id: &str, tps: &[TopicPartition]) -> Result<Vec<(TopicPartition, Option<ResponseError>)>, ResponseError> {
+        let subscribed = {
+            let groups = self.groups.lock().expect("groups lock");
+            match groups.get(group_id) {
+                Some(g) if g.protocol_type.is_some() && g.protocol_type.as_deref() != Some("consumer") && g.state != State::Empty => {
+                    return Err(ResponseError::NonEmptyGroup)
+                }
+                Some(g) => g.subscribed_topics(),
+                None if !self.offsets.lock().expect("offsets lock").contains_key(group_id) => return Err(ResponseError::GroupIdNotFound),
+                None => Default::default(),
+            }
+        };
+        let (blocked, free): (Vec<_>, Vec<_>) = tps.iter().cloned().partition(|(t, _)| subscribed.contains(t));
+        self.delete_offsets_unchecked(group_id, &free).map_err(|_| ResponseError::KafkaStorageError)?;
+        Ok(free
+            .into_iter()
+            .map(|tp| (tp, None))
+            .chain(blocked.into_iter().map(|tp| (tp, Some(ResponseError::GroupSubscribedToTopic))))
+            .collect())
+    }
+
+    fn delete_offsets_unchecked(&self, group_id: &str, tps: &[TopicPartition]) -> std::io::Result<()> {
+        let mut all = self.offsets.lock().expect("offsets lock");
+        let records = tps.iter().map(|(t, p)| (offset_key(group_id, t, *p), None)).collect();
+        self.write_offsets(group_id, records)?;
+        if let Some(g) = all.get_mut(group_id) {
+            for tp in tps {
+                g.remove(tp);
+            }
+            if g.is_empty() {
+                all.remove(group_id);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs Samsa's whole test suite: installs the test clients, builds the broker binary that the
+# end-to-end tests start, then runs every crate's tests with cargo-nextest.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+bash scripts/setup-test.sh
+
+# Keep build output outside the clone (DESIGN.md section 11).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/samsa-target}"
+if [ "${CI:-}" = "true" ]; then
+  export CARGO_INCREMENTAL=0
+fi
+
+echo "test: cargo build --bin samsa (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+cargo build --bin samsa
+
+echo "test: cargo nextest run --workspace"
+cargo nextest run --workspace --no-fail-fast

@@ -1,0 +1,8 @@
+//! End-to-end tests: each test starts its own `samsa server` (temp data dir, free port) and
+//! drives it with a real Kafka client. See `samsa_tests` for the harness.
+
+mod confluent;
+mod crash;
+mod kafka_python;
+mod kafkajs;
+mod kcat;

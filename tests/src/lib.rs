@@ -1,0 +1,733 @@
+//! Harness for Samsa's end-to-end tests: start the real `samsa` binary on a free port in a
+//! temporary data directory, then drive it with real Kafka clients.
+//!
+//! ```text
+//!   test fn ──spawn──> samsa server --data-dir TMP --listen 127.0.0.1:0
+//!      │                    ^  (prints "samsa listening on 127.0.0.1:PORT")
+//!      │                    │ Kafka wire
+//!      └──spawn──> tests/clients/*.py | tests/clients/js/*.js | kcat
+//! ```
+//!
+//! Every wait is bounded by a deadline; a server or client that does not answer in time
+//! fails the test with its output. A client that is not installed fails the test too, with
+//! a hint to run `scripts/setup-test.sh`: a missing client never skips silently.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// How long the server may take to print its `samsa listening on` line.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the server may take to exit after SIGTERM.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default limit for one client script run.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
+
+const READY_PREFIX: &str = "samsa listening on ";
+const SETUP_HINT: &str = "run `scripts/setup-test.sh` (as root) to install the test clients";
+
+/// The workspace root (the folder holding the root `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate lives in the workspace")
+        .to_path_buf()
+}
+
+/// The folder holding the client scripts (`tests/clients`).
+pub fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
+}
+
+/// Locates the `samsa` binary: `$SAMSA_BIN`, else `$CARGO_TARGET_DIR/debug/samsa`, else
+/// `target/debug/samsa` under the workspace root.
+pub fn samsa_bin() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("SAMSA_BIN") {
+        let bin = PathBuf::from(bin);
+        if bin.is_file() {
+            return Ok(bin);
+        }
+        bail!("SAMSA_BIN={} does not exist", bin.display());
+    }
+    let root = workspace_root();
+    let mut candidates = Vec::new();
+    let target_dirs = [
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
+        option_env!("CARGO_TARGET_DIR").map(PathBuf::from),
+    ];
+    for dir in target_dirs.into_iter().flatten() {
+        candidates.push(root.join(dir).join("debug").join("samsa"));
+    }
+    candidates.push(root.join("target").join("debug").join("samsa"));
+    for candidate in &candidates {
+        if candidate.is_file() {
+            return Ok(candidate.clone());
+        }
+    }
+    bail!(
+        "samsa binary not found (looked at {:?}); build it first with `cargo build --bin samsa` \
+         or set SAMSA_BIN",
+        candidates
+    )
+}
+
+/// Polls `check` every 50 ms until it returns `true`, failing after `timeout` with `what`.
+pub fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check()? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Options for starting a server; obtained from [`SamsaServer::builder`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerBuilder {
+    sets: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
+    node_id: Option<u32>,
+}
+
+impl ServerBuilder {
+    /// Adds a `--set key=value` broker config override.
+    pub fn set(mut self, key: &str, value: impl ToString) -> Self {
+        self.sets.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Uses `dir` as the data directory (kept after the server stops, for restart tests)
+    /// instead of a fresh temporary one.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Passes `--node-id`.
+    pub fn node_id(mut self, id: u32) -> Self {
+        self.node_id = Some(id);
+        self
+    }
+
+    /// Starts the server and waits (at most [`STARTUP_TIMEOUT`]) until it listens.
+    pub fn start(self) -> Result<SamsaServer> {
+        SamsaServer::start_with(self)
+    }
+}
+
+/// A running `samsa server` child process, killed when dropped.
+#[derive(Debug)]
+pub struct SamsaServer {
+    child: Option<Child>,
+    addr: String,
+    data_dir: PathBuf,
+    stderr_path: PathBuf,
+    builder: ServerBuilder,
+    _logs: tempfile::TempDir,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl SamsaServer {
+    /// A builder with the test defaults (`group.initial.rebalance.delay.ms=0`).
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// Starts a server with default options in a fresh temporary data directory.
+    pub fn start() -> Result<SamsaServer> {
+        Self::builder().start()
+    }
+
+    fn start_with(builder: ServerBuilder) -> Result<SamsaServer> {
+        let bin = samsa_bin()?;
+        let logs = tempfile::Builder::new().prefix("samsa-logs-").tempdir()?;
+        let (data_dir, data_tmp) = match &builder.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                (dir.clone(), None)
+            }
+            None => {
+                let tmp = tempfile::Builder::new().prefix("samsa-data-").tempdir()?;
+                (tmp.path().to_path_buf(), Some(tmp))
+            }
+        };
+        let stderr_path = logs.path().join("stderr.log");
+        let stderr_file = File::create(&stderr_path)?;
+
+        let mut cmd = Command::new(&bin);
+        cmd.arg("server")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0");
+        if let Some(id) = builder.node_id {
+            cmd.arg("--node-id").arg(id.to_string());
+        }
+        let mut sets = builder.sets.clone();
+        if !sets
+            .iter()
+            .any(|(k, _)| k == "group.initial.rebalance.delay.ms")
+        {
+            sets.insert(0, ("group.initial.rebalance.delay.ms".into(), "0".into()));
+        }
+        for (k, v) in &sets {
+            cmd.arg("--set").arg(format!("{k}={v}"));
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr_file));
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", bin.display()))?;
+
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel::<String>();
+        // Keeps draining stdout after readiness so the server never blocks on a full pipe.
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+
+        let mut server = SamsaServer {
+            child: Some(child),
+            addr: String::new(),
+            data_dir,
+            stderr_path,
+            builder,
+            _logs: logs,
+            _data: data_tmp,
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    if let Some(addr) = line.trim().strip_prefix(READY_PREFIX) {
+                        server.addr = addr.trim().to_string();
+                        return Ok(server);
+                    }
+                    seen.push(line);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // stdout closed: the server is exiting; let it finish for its status.
+                    let status = server.wait_exit(Duration::from_secs(5))?;
+                    bail!(
+                        "samsa exited before listening ({status:?}); stdout: {seen:?}\nstderr:\n{}",
+                        server.stderr()
+                    );
+                }
+            }
+            if let Some(status) = server.child_mut().try_wait()? {
+                bail!(
+                    "samsa exited before listening ({status}); stdout: {seen:?}\nstderr:\n{}",
+                    server.stderr()
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "samsa did not print `{READY_PREFIX}...` within {STARTUP_TIMEOUT:?}; \
+                     stdout: {seen:?}\nstderr:\n{}",
+                    server.stderr()
+                );
+            }
+        }
+    }
+
+    fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("server process already reaped")
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child_mut().try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The `host:port` the server listens on, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> &str {
+        &self.addr
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("listen address has a port")
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A builder with this server's options, to restart it on the same data directory
+    /// (which must have been given with [`ServerBuilder::data_dir`] to outlive this server).
+    pub fn restart_builder(&self) -> ServerBuilder {
+        let mut builder = self.builder.clone();
+        builder.data_dir = Some(self.data_dir.clone());
+        builder
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read(&self.stderr_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Kills the server with SIGKILL (a crash) and reaps it.
+    pub fn kill9(&mut self) -> Result<()> {
+        let child = self.child_mut();
+        child.kill().context("SIGKILL samsa")?;
+        let status = child.wait()?;
+        self.child = None;
+        eprintln!("samsa killed with SIGKILL: {status}");
+        Ok(())
+    }
+
+    /// Sends SIGTERM and waits for a clean shutdown: fails unless the server exits with
+    /// code 0 within [`SHUTDOWN_TIMEOUT`].
+    pub fn terminate(&mut self) -> Result<()> {
+        let pid = self.child_mut().id();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .context("running `kill -TERM`")?;
+        if !status.success() {
+            bail!("`kill -TERM {pid}` failed: {status}");
+        }
+        let Some(status) = self.wait_exit(SHUTDOWN_TIMEOUT)? else {
+            bail!(
+                "samsa did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM; stderr:\n{}",
+                self.stderr()
+            );
+        };
+        self.child = None;
+        if status.code() != Some(0) {
+            bail!(
+                "samsa exited with {status} after SIGTERM (want code 0); stderr:\n{}",
+                self.stderr()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SamsaServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Always printed: the test runner shows captured output only for failing tests,
+        // and a test that returns `Err` is not panicking here.
+        eprintln!(
+            "---- samsa {} stderr (tail) ----\n{}",
+            self.addr,
+            tail(&self.stderr(), 200)
+        );
+    }
+}
+
+/// What a client process printed.
+#[derive(Debug, Clone)]
+pub struct ClientOutput {
+    /// Everything written to stdout.
+    pub stdout: String,
+    /// Everything written to stderr.
+    pub stderr: String,
+}
+
+impl ClientOutput {
+    /// The `key=value` pairs of the last stdout line starting with `RESULT` (the scripts'
+    /// summary line).
+    pub fn result(&self) -> Result<HashMap<String, String>> {
+        let line = self
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("RESULT"))
+            .ok_or_else(|| anyhow!("no RESULT line in client stdout:\n{}", self.stdout))?;
+        Ok(line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
+    /// One value of the `RESULT` line, parsed.
+    pub fn result_value<T: std::str::FromStr>(&self, key: &str) -> Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let map = self.result()?;
+        let raw = map
+            .get(key)
+            .ok_or_else(|| anyhow!("RESULT line has no `{key}`: {map:?}"))?;
+        raw.parse()
+            .map_err(|e| anyhow!("RESULT `{key}={raw}` does not parse: {e}"))
+    }
+}
+
+/// A client to run: program, arguments, working directory, standard input and time limit.
+#[derive(Debug, Clone)]
+pub struct ClientCommand {
+    program: OsString,
+    args: Vec<OsString>,
+    cwd: PathBuf,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+    envs: Vec<(String, String)>,
+}
+
+impl ClientCommand {
+    fn new(program: impl Into<OsString>, cwd: PathBuf) -> Self {
+        ClientCommand {
+            program: program.into(),
+            args: Vec::new(),
+            cwd,
+            stdin: None,
+            timeout: CLIENT_TIMEOUT,
+            envs: Vec::new(),
+        }
+    }
+
+    /// Appends arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Feeds `input` to the client's stdin (closed afterwards).
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    /// Sets the time limit (default [`CLIENT_TIMEOUT`]).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets an environment variable for the client.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args).current_dir(&self.cwd);
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn describe(&self) -> String {
+        let mut s = self.program.to_string_lossy().into_owned();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        s
+    }
+
+    /// Runs the client to completion; fails with its output on a non-zero exit or timeout.
+    pub fn run(self) -> Result<ClientOutput> {
+        let what = self.describe();
+        let mut cmd = self.command();
+        cmd.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = spawn_client(&mut cmd, &what)?;
+        if let Some(input) = self.stdin.clone() {
+            let mut pipe = child.stdin.take().expect("stdin is piped");
+            thread::spawn(move || {
+                let _ = pipe.write_all(&input);
+            });
+        }
+        let out = read_all(child.stdout.take().expect("stdout is piped"));
+        let err = read_all(child.stderr.take().expect("stderr is piped"));
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let output = ClientOutput {
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        };
+        // Shown by the test runner when the test fails.
+        eprintln!(
+            "---- client `{what}` stderr ----\n{}",
+            tail(&output.stderr, 100)
+        );
+        match status {
+            None => bail!(
+                "client `{what}` timed out after {:?}\nstdout:\n{}\nstderr:\n{}",
+                self.timeout,
+                output.stdout,
+                output.stderr
+            ),
+            Some(status) if !status.success() => {
+                let hint = if missing_dependency(&output.stderr) {
+                    format!("\nThe client's library is missing: {SETUP_HINT}.")
+                } else {
+                    String::new()
+                };
+                bail!(
+                    "client `{what}` failed ({status}){hint}\nstdout:\n{}\nstderr:\n{}",
+                    output.stdout,
+                    output.stderr
+                )
+            }
+            Some(_) => Ok(output),
+        }
+    }
+
+    /// Starts the client in the background, its output going to files.
+    pub fn spawn(self) -> Result<BackgroundClient> {
+        let what = self.describe();
+        let logs = tempfile::Builder::new().prefix("samsa-client-").tempdir()?;
+        let stdout_path = logs.path().join("stdout");
+        let stderr_path = logs.path().join("stderr");
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(File::create(&stdout_path)?))
+            .stderr(Stdio::from(File::create(&stderr_path)?));
+        let child = spawn_client(&mut cmd, &what)?;
+        Ok(BackgroundClient {
+            child: Some(child),
+            what,
+            stdout_path,
+            stderr_path,
+            _logs: logs,
+        })
+    }
+}
+
+/// A client process running in the background; killed when dropped.
+#[derive(Debug)]
+pub struct BackgroundClient {
+    child: Option<Child>,
+    what: String,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    _logs: tempfile::TempDir,
+}
+
+impl BackgroundClient {
+    /// Whether the process has exited (it is not reaped for the caller's status).
+    pub fn has_exited(&mut self) -> Result<bool> {
+        match self.child.as_mut() {
+            Some(child) => Ok(child.try_wait()?.is_some()),
+            None => Ok(true),
+        }
+    }
+
+    fn output(&self) -> ClientOutput {
+        let read = |p: &Path| {
+            std::fs::read(p)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
+        ClientOutput {
+            stdout: read(&self.stdout_path),
+            stderr: read(&self.stderr_path),
+        }
+    }
+
+    /// Waits at most `timeout` for the client to exit; fails with its output unless it
+    /// exits with status 0.
+    pub fn wait(mut self, timeout: Duration) -> Result<ClientOutput> {
+        let mut child = self.child.take().expect("client not yet reaped");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let output = self.output();
+        eprintln!(
+            "---- client `{}` stderr ----\n{}",
+            self.what,
+            tail(&output.stderr, 100)
+        );
+        match status {
+            Some(s) if s.success() => Ok(output),
+            Some(s) => bail!(
+                "client `{}` failed ({s})\nstdout:\n{}\nstderr:\n{}",
+                self.what,
+                output.stdout,
+                output.stderr
+            ),
+            None => bail!(
+                "client `{}` did not exit within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                self.what,
+                output.stdout,
+                output.stderr
+            ),
+        }
+    }
+}
+
+impl Drop for BackgroundClient {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let output = self.output();
+            eprintln!(
+                "---- background client `{}` (killed) ----\nstdout:\n{}\nstderr:\n{}",
+                self.what,
+                tail(&output.stdout, 50),
+                tail(&output.stderr, 100)
+            );
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn read_all(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+fn spawn_client(cmd: &mut Command, what: &str) -> Result<Child> {
+    cmd.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow!("cannot run `{what}`: program not found; {SETUP_HINT}")
+        } else {
+            anyhow!("cannot run `{what}`: {e}")
+        }
+    })
+}
+
+fn missing_dependency(stderr: &str) -> bool {
+    stderr.contains("ModuleNotFoundError")
+        || stderr.contains("No module named")
+        || stderr.contains("Cannot find module")
+}
+
+fn python_program() -> OsString {
+    std::env::var_os("SAMSA_PYTHON").unwrap_or_else(|| "python3".into())
+}
+
+/// A Python script from `tests/clients/` (run with `$SAMSA_PYTHON` or `python3`).
+pub fn python(script: &str) -> Result<ClientCommand> {
+    let path = clients_dir().join(script);
+    if !path.is_file() {
+        bail!("no client script {}", path.display());
+    }
+    Ok(ClientCommand::new(python_program(), clients_dir())
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args([path]))
+}
+
+/// Runs a Python script from `tests/clients/` with `args`; fails with its output unless it
+/// exits 0, and with a setup hint when Python or its Kafka modules are missing.
+pub fn run_python<S: AsRef<str>>(script: &str, args: &[S]) -> Result<ClientOutput> {
+    python(script)?
+        .args(args.iter().map(|a| a.as_ref().to_string()))
+        .run()
+}
+
+/// A kafkajs script from `tests/clients/js/` (run with `node`).
+pub fn node(script: &str) -> Result<ClientCommand> {
+    let js = clients_dir().join("js");
+    let path = js.join(script);
+    if !path.is_file() {
+        bail!("no client script {}", path.display());
+    }
+    if !js.join("node_modules").join("kafkajs").is_dir() {
+        bail!(
+            "kafkajs is not installed in {}: {SETUP_HINT}",
+            js.join("node_modules").display()
+        );
+    }
+    Ok(ClientCommand::new("node", js)
+        .env("KAFKAJS_NO_PARTITIONER_WARNING", "1")
+        .args([path]))
+}
+
+/// Runs a kafkajs script from `tests/clients/js/` with `args`; fails with its output unless
+/// it exits 0, and with a setup hint when node or kafkajs is missing.
+pub fn run_node<S: AsRef<str>>(script: &str, args: &[S]) -> Result<ClientOutput> {
+    node(script)?
+        .args(args.iter().map(|a| a.as_ref().to_string()))
+        .run()
+}
+
+/// A `kcat` invocation.
+pub fn kcat() -> ClientCommand {
+    ClientCommand::new("kcat", clients_dir())
+}
+
+/// Runs `kcat` with `args`; fails with its output unless it exits 0, and with a setup hint
+/// when kcat is not installed.
+pub fn run_kcat<S: AsRef<str>>(args: &[S]) -> Result<ClientOutput> {
+    kcat()
+        .args(args.iter().map(|a| a.as_ref().to_string()))
+        .run()
+}
