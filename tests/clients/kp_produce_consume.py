@@ -26,7 +26,8 @@ while topic not in admin.list_topics():
     time.sleep(0.05)
 admin.close()
 
-producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+# No InitProducerId in Samsa yet: kafka-python 3 turns idempotence on by default.
+producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
 futures = [producer.send(topic, key=f"key-{i}".encode(), value=f"value-{i}".encode())
            for i in range(n)]
 producer.flush(30)

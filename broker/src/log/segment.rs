@@ -58,8 +58,14 @@ impl Segment {
     /// Creates an empty segment starting at `base_offset`.
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Self> {
         let log = OpenOptions::new().read(true).write(true).create_new(true).open(dir.join(file_name(base_offset, "log")))?;
-        let index_file = File::create(dir.join(file_name(base_offset, "index")))?;
-        let time_file = File::create(dir.join(file_name(base_offset, "timeindex")))?;
+        // Append mode: a rollback that shrinks the file leaves no gap before the next entry.
+        let append = |ext: &str| -> io::Result<File> {
+            let path = dir.join(file_name(base_offset, ext));
+            File::create(&path)?; // start empty
+            OpenOptions::new().append(true).open(&path)
+        };
+        let index_file = append("index")?;
+        let time_file = append("timeindex")?;
         Ok(Self {
             base_offset,
             dir: dir.to_path_buf(),
@@ -226,16 +232,31 @@ impl Segment {
     }
 
     /// Appends already-validated batches whose offsets start at `next_offset`. On a write
-    /// error (a full disk) the file is cut back to its previous size, so the segment stays
-    /// readable and holds no partial batch.
+    /// error (a full disk) the log and index files are cut back to their previous sizes,
+    /// so the segment stays readable and holds no partial batch or dangling index entry.
     pub fn append(&mut self, bytes: &[u8], headers: &[BatchHeader], index_interval: u64, now_ms: i64) -> io::Result<()> {
+        let before = (self.size, self.index.len(), self.time_index.len(), self.bytes_since_index, self.next_offset, self.max_timestamp);
+        match self.append_inner(bytes, headers, index_interval, now_ms) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let (size, index_len, time_len, since, next, max_ts) = before;
+                self.index.truncate(index_len);
+                self.time_index.truncate(time_len);
+                (self.size, self.bytes_since_index, self.next_offset, self.max_timestamp) = (size, since, next, max_ts);
+                // Best effort: shrinking a file needs no new space.
+                let _ = self.log.set_len(size);
+                let _ = self.index_file.set_len((index_len * INDEX_ENTRY) as u64);
+                let _ = self.time_file.set_len((time_len * TIME_ENTRY) as u64);
+                Err(e)
+            }
+        }
+    }
+
+    fn append_inner(&mut self, bytes: &[u8], headers: &[BatchHeader], index_interval: u64, now_ms: i64) -> io::Result<()> {
         if self.size == 0 {
             self.created_ms = now_ms;
         }
-        if let Err(e) = self.log.write_all_at(bytes, self.size) {
-            let _ = self.log.set_len(self.size);
-            return Err(e);
-        }
+        self.log.write_all_at(bytes, self.size)?;
         let mut pos = self.size;
         for h in headers {
             assert!(h.base_offset >= self.next_offset, "segment offsets must increase: {} < {}", h.base_offset, self.next_offset);
