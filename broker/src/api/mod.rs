@@ -120,148 +120,134 @@ fn api_versions_response(error: Option<ResponseError>) -> ApiVersionsResponse {
     r
 }
 
-macro_rules! decode_or_close {
-    ($ty:ty, $body:expr, $version:expr, $key:expr) => {
-        match <$ty>::decode(&mut $body, $version) {
-            Ok(r) => r,
-            Err(e) => return Outcome::Close(format!("malformed {:?} v{} request: {e}", $key, $version)),
+/// Generates [`Request`] (one variant per served API) and its decoder.
+macro_rules! requests {
+    ($($variant:ident => $ty:ty),* $(,)?) => {
+        /// A decoded request of an API this broker serves.
+        #[allow(missing_docs)]
+        pub enum Request {
+            $($variant($ty),)*
+        }
+
+        fn decode_body(key: ApiKey, version: i16, body: &mut Bytes) -> Result<Request, String> {
+            match key {
+                $(ApiKey::$variant => <$ty>::decode(body, version)
+                    .map(Request::$variant)
+                    .map_err(|e| format!("malformed {key:?} v{version} request: {e}")),)*
+                other => Err(format!("{other:?} is advertised but has no decoder")),
+            }
         }
     };
 }
 
-/// Decodes one request, runs its handler and encodes the response.
-pub async fn handle(state: &BrokerState, conn: &Connection, mut body: Bytes) -> Outcome {
+requests! {
+    ApiVersions => ApiVersionsRequest,
+    Metadata => MetadataRequest,
+    Produce => ProduceRequest,
+    Fetch => FetchRequest,
+    ListOffsets => ListOffsetsRequest,
+    OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
+    CreateTopics => CreateTopicsRequest,
+    DeleteTopics => DeleteTopicsRequest,
+    CreatePartitions => CreatePartitionsRequest,
+    DeleteRecords => DeleteRecordsRequest,
+    DescribeCluster => DescribeClusterRequest,
+    DescribeConfigs => DescribeConfigsRequest,
+    AlterConfigs => AlterConfigsRequest,
+    IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
+    FindCoordinator => FindCoordinatorRequest,
+    JoinGroup => JoinGroupRequest,
+    SyncGroup => SyncGroupRequest,
+    Heartbeat => HeartbeatRequest,
+    LeaveGroup => LeaveGroupRequest,
+    ListGroups => ListGroupsRequest,
+    DescribeGroups => DescribeGroupsRequest,
+    DeleteGroups => DeleteGroupsRequest,
+    OffsetCommit => OffsetCommitRequest,
+    OffsetFetch => OffsetFetchRequest,
+    OffsetDelete => OffsetDeleteRequest,
+}
+
+/// A request decoded from one frame body, ready to execute.
+pub struct Decoded {
+    /// The API.
+    pub key: ApiKey,
+    /// Negotiated version.
+    pub version: i16,
+    /// Correlation id to echo.
+    pub correlation_id: i32,
+    /// The client's `client.id`.
+    pub client_id: String,
+    /// The typed request.
+    pub request: Request,
+}
+
+/// Decodes a frame body without executing anything: pure, so it is what the fuzz target
+/// drives. `Err` carries the outcome to send instead (an answer, or a closed connection).
+pub fn decode(mut body: Bytes) -> Result<Decoded, Outcome> {
     let Some(peek) = header::peek(&body) else {
-        return Outcome::Close(format!("request of {} bytes is shorter than a request header", body.len()));
+        return Err(Outcome::Close(format!("request of {} bytes is shorter than a request header", body.len())));
     };
     let Ok(key) = ApiKey::try_from(peek.api_key) else {
-        return Outcome::Close(format!("unknown api key {} (correlation id {})", peek.api_key, peek.correlation_id));
+        return Err(Outcome::Close(format!("unknown api key {} (correlation id {})", peek.api_key, peek.correlation_id)));
     };
     let version = peek.api_version;
     let Some((lo, hi)) = supported(key) else {
-        return unsupported_api(key, version, peek.correlation_id, &mut body);
+        return Err(unsupported_api(key, version, peek.correlation_id, &mut body));
     };
     if version < lo || version > hi {
         if key == ApiKey::ApiVersions {
             // KIP-511: answer in v0 with the supported list; the client retries lower.
-            return encode(key, 0, peek.correlation_id, &api_versions_response(Some(ResponseError::UnsupportedVersion)));
+            return Err(encode(key, 0, peek.correlation_id, &api_versions_response(Some(ResponseError::UnsupportedVersion))));
         }
-        return Outcome::Close(format!("{key:?} v{version} is not supported (this broker serves v{lo}-v{hi})"));
+        return Err(Outcome::Close(format!("{key:?} v{version} is not supported (this broker serves v{lo}-v{hi})")));
     }
-    let (_, hdr) = match header::decode(&mut body) {
-        Ok(h) => h,
-        Err(e) => return Outcome::Close(e.to_string()),
-    };
+    let (_, hdr) = header::decode(&mut body).map_err(|e| Outcome::Close(e.to_string()))?;
+    let request = decode_body(key, version, &mut body).map_err(Outcome::Close)?;
     let client_id = hdr.client_id.as_ref().map(|s| s.to_string()).unwrap_or_default();
-    let cid = peek.correlation_id;
-    match key {
-        ApiKey::ApiVersions => {
-            let _ = decode_or_close!(ApiVersionsRequest, body, version, key);
-            encode(key, version, cid, &api_versions_response(None))
-        }
-        ApiKey::Metadata => {
-            let req = decode_or_close!(MetadataRequest, body, version, key);
-            encode(key, version, cid, &metadata::metadata(state, req, version))
-        }
-        ApiKey::Produce => {
-            let req = decode_or_close!(ProduceRequest, body, version, key);
-            let acks = req.acks;
-            let resp = produce::produce(state, req, version).await;
+    Ok(Decoded { key, version, correlation_id: peek.correlation_id, client_id, request })
+}
+
+/// Decodes one request, runs its handler and encodes the response.
+pub async fn handle(state: &BrokerState, conn: &Connection, body: Bytes) -> Outcome {
+    let Decoded { key, version: v, correlation_id: cid, client_id, request } = match decode(body) {
+        Ok(d) => d,
+        Err(outcome) => return outcome,
+    };
+    match request {
+        Request::ApiVersions(_) => encode(key, v, cid, &api_versions_response(None)),
+        Request::Metadata(r) => encode(key, v, cid, &metadata::metadata(state, r, v)),
+        Request::Produce(r) => {
+            let acks = r.acks;
+            let resp = produce::produce(state, r, v).await;
             if acks == 0 {
                 Outcome::NoResponse
             } else {
-                encode(key, version, cid, &resp)
+                encode(key, v, cid, &resp)
             }
         }
-        ApiKey::Fetch => {
-            let req = decode_or_close!(FetchRequest, body, version, key);
-            encode(key, version, cid, &fetch::fetch(state, req, version).await)
-        }
-        ApiKey::ListOffsets => {
-            let req = decode_or_close!(ListOffsetsRequest, body, version, key);
-            encode(key, version, cid, &fetch::list_offsets(state, req, version))
-        }
-        ApiKey::OffsetForLeaderEpoch => {
-            let req = decode_or_close!(OffsetForLeaderEpochRequest, body, version, key);
-            encode(key, version, cid, &fetch::offset_for_leader_epoch(state, req))
-        }
-        ApiKey::CreateTopics => {
-            let req = decode_or_close!(CreateTopicsRequest, body, version, key);
-            encode(key, version, cid, &admin::create_topics(state, req, version))
-        }
-        ApiKey::DeleteTopics => {
-            let req = decode_or_close!(DeleteTopicsRequest, body, version, key);
-            encode(key, version, cid, &admin::delete_topics(state, req, version))
-        }
-        ApiKey::CreatePartitions => {
-            let req = decode_or_close!(CreatePartitionsRequest, body, version, key);
-            encode(key, version, cid, &admin::create_partitions(state, req))
-        }
-        ApiKey::DeleteRecords => {
-            let req = decode_or_close!(DeleteRecordsRequest, body, version, key);
-            encode(key, version, cid, &admin::delete_records(state, req))
-        }
-        ApiKey::DescribeCluster => {
-            let req = decode_or_close!(DescribeClusterRequest, body, version, key);
-            encode(key, version, cid, &metadata::describe_cluster(state, req, version))
-        }
-        ApiKey::DescribeConfigs => {
-            let req = decode_or_close!(DescribeConfigsRequest, body, version, key);
-            encode(key, version, cid, &configs::describe_configs(state, req, version))
-        }
-        ApiKey::AlterConfigs => {
-            let req = decode_or_close!(AlterConfigsRequest, body, version, key);
-            encode(key, version, cid, &configs::alter_configs(state, req))
-        }
-        ApiKey::IncrementalAlterConfigs => {
-            let req = decode_or_close!(IncrementalAlterConfigsRequest, body, version, key);
-            encode(key, version, cid, &configs::incremental_alter_configs(state, req))
-        }
-        ApiKey::FindCoordinator => {
-            let req = decode_or_close!(FindCoordinatorRequest, body, version, key);
-            encode(key, version, cid, &groups::find_coordinator(state, req, version))
-        }
-        ApiKey::JoinGroup => {
-            let req = decode_or_close!(JoinGroupRequest, body, version, key);
-            encode(key, version, cid, &groups::join_group(state, conn, &client_id, req, version).await)
-        }
-        ApiKey::SyncGroup => {
-            let req = decode_or_close!(SyncGroupRequest, body, version, key);
-            encode(key, version, cid, &groups::sync_group(state, req, version).await)
-        }
-        ApiKey::Heartbeat => {
-            let req = decode_or_close!(HeartbeatRequest, body, version, key);
-            encode(key, version, cid, &groups::heartbeat(state, req))
-        }
-        ApiKey::LeaveGroup => {
-            let req = decode_or_close!(LeaveGroupRequest, body, version, key);
-            encode(key, version, cid, &groups::leave_group(state, req, version))
-        }
-        ApiKey::ListGroups => {
-            let req = decode_or_close!(ListGroupsRequest, body, version, key);
-            encode(key, version, cid, &groups::list_groups(state, req, version))
-        }
-        ApiKey::DescribeGroups => {
-            let req = decode_or_close!(DescribeGroupsRequest, body, version, key);
-            encode(key, version, cid, &groups::describe_groups(state, req, version))
-        }
-        ApiKey::DeleteGroups => {
-            let req = decode_or_close!(DeleteGroupsRequest, body, version, key);
-            encode(key, version, cid, &groups::delete_groups(state, req))
-        }
-        ApiKey::OffsetCommit => {
-            let req = decode_or_close!(OffsetCommitRequest, body, version, key);
-            encode(key, version, cid, &offsets::offset_commit(state, req))
-        }
-        ApiKey::OffsetFetch => {
-            let req = decode_or_close!(OffsetFetchRequest, body, version, key);
-            encode(key, version, cid, &offsets::offset_fetch(state, req, version))
-        }
-        ApiKey::OffsetDelete => {
-            let req = decode_or_close!(OffsetDeleteRequest, body, version, key);
-            encode(key, version, cid, &offsets::offset_delete(state, req))
-        }
-        other => Outcome::Close(format!("{other:?} is advertised but has no handler")),
+        Request::Fetch(r) => encode(key, v, cid, &fetch::fetch(state, r, v).await),
+        Request::ListOffsets(r) => encode(key, v, cid, &fetch::list_offsets(state, r, v)),
+        Request::OffsetForLeaderEpoch(r) => encode(key, v, cid, &fetch::offset_for_leader_epoch(state, r)),
+        Request::CreateTopics(r) => encode(key, v, cid, &admin::create_topics(state, r, v)),
+        Request::DeleteTopics(r) => encode(key, v, cid, &admin::delete_topics(state, r, v)),
+        Request::CreatePartitions(r) => encode(key, v, cid, &admin::create_partitions(state, r)),
+        Request::DeleteRecords(r) => encode(key, v, cid, &admin::delete_records(state, r)),
+        Request::DescribeCluster(r) => encode(key, v, cid, &metadata::describe_cluster(state, r, v)),
+        Request::DescribeConfigs(r) => encode(key, v, cid, &configs::describe_configs(state, r, v)),
+        Request::AlterConfigs(r) => encode(key, v, cid, &configs::alter_configs(state, r)),
+        Request::IncrementalAlterConfigs(r) => encode(key, v, cid, &configs::incremental_alter_configs(state, r)),
+        Request::FindCoordinator(r) => encode(key, v, cid, &groups::find_coordinator(state, r, v)),
+        Request::JoinGroup(r) => encode(key, v, cid, &groups::join_group(state, conn, &client_id, r, v).await),
+        Request::SyncGroup(r) => encode(key, v, cid, &groups::sync_group(state, r, v).await),
+        Request::Heartbeat(r) => encode(key, v, cid, &groups::heartbeat(state, r)),
+        Request::LeaveGroup(r) => encode(key, v, cid, &groups::leave_group(state, r, v)),
+        Request::ListGroups(r) => encode(key, v, cid, &groups::list_groups(state, r, v)),
+        Request::DescribeGroups(r) => encode(key, v, cid, &groups::describe_groups(state, r, v)),
+        Request::DeleteGroups(r) => encode(key, v, cid, &groups::delete_groups(state, r)),
+        Request::OffsetCommit(r) => encode(key, v, cid, &offsets::offset_commit(state, r)),
+        Request::OffsetFetch(r) => encode(key, v, cid, &offsets::offset_fetch(state, r, v)),
+        Request::OffsetDelete(r) => encode(key, v, cid, &offsets::offset_delete(state, r)),
     }
 }
 
@@ -286,5 +272,36 @@ fn unsupported_api(key: ApiKey, version: i16, cid: i32, body: &mut Bytes) -> Out
             encode(key, version, cid, &r)
         }
         _ => Outcome::Close(format!("{key:?} is not supported by this broker (it is not listed in ApiVersions)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        /// The same input space as the cargo-fuzz target, run on every `cargo test`.
+        #[test]
+        fn decode_never_panics(api in 0usize..SUPPORTED.len(), version in 0i16..20, flexible_client_id in any::<bool>(), body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(Bytes::from(body.clone()));
+            let (key, _, _) = SUPPORTED[api];
+            let mut framed = Vec::new();
+            framed.extend_from_slice(&(key as i16).to_be_bytes());
+            framed.extend_from_slice(&version.to_be_bytes());
+            framed.extend_from_slice(&[0, 0, 0, 1]);
+            framed.extend_from_slice(if flexible_client_id { &[0, 0][..] } else { &[0xff, 0xff][..] });
+            framed.extend_from_slice(&body);
+            let _ = decode(Bytes::from(framed));
+        }
+    }
+
+    #[test]
+    fn every_advertised_version_is_within_the_codec() {
+        for &(key, lo, hi) in SUPPORTED {
+            let valid = key.valid_versions();
+            assert!(lo >= valid.min && hi <= valid.max, "{key:?} v{lo}-{hi} outside kafka-protocol's {valid}");
+        }
     }
 }
