@@ -122,7 +122,7 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Fetc
     loop {
         let (topics, total) = read_all(state, &wanted, max_bytes, version);
         let has_error = topics.iter().flat_map(|t| &t.partitions).any(|p| p.error_code != 0);
-        if total >= min_bytes.max(1) || has_error || tokio::time::Instant::now() >= deadline {
+        if total >= min_bytes || has_error || tokio::time::Instant::now() >= deadline {
             resp.responses = topics;
             return resp;
         }

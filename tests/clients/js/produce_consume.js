@@ -17,6 +17,11 @@ const logCreator = () => ({ namespace, level, label, log }) => {
   process.stderr.write(`[kafkajs ${label}] ${namespace}: ${log.message}\n`);
 };
 
+const t0 = Date.now();
+function progress(msg) {
+  process.stderr.write(`${((Date.now() - t0) / 1000).toFixed(2)}s ${msg}\n`);
+}
+
 function check(cond, msg) {
   if (!cond) throw new Error(msg);
 }
@@ -77,6 +82,7 @@ async function main() {
   }
   await producer.disconnect();
   check(sent.size === n, `acknowledged ${sent.size} of ${n}`);
+  progress(`produced ${n}`);
 
   const consumer = kafka.consumer({ groupId, heartbeatInterval: 500, sessionTimeout: 10000 });
   await consumer.connect();
@@ -96,6 +102,7 @@ async function main() {
     check(received.get(k) === v, `record ${k}: got ${received.get(k)}, want ${v}`);
   }
   check(received.size === n, `received ${received.size} records, want ${n}`);
+  progress(`consumed ${n}`);
 
   const ends = await admin.fetchTopicOffsets(topic);
   const endOf = new Map(ends.map((e) => [e.partition, e.high]));
@@ -104,7 +111,9 @@ async function main() {
     return t.partitions.every((p) => p.offset === endOf.get(p.partition));
   };
   await waitFor('committed offsets at the log end', committedOk, 30000);
+  progress('offsets committed');
   await consumer.disconnect();
+  progress('consumer disconnected');
 
   const groups = await admin.listGroups();
   check(groups.groups.some((g) => g.groupId === groupId), `listGroups: ${JSON.stringify(groups)}`);

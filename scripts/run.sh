@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Samsa's first command: build and run a single-node server on a local data dir.
+# Installs nothing beyond the Rust toolchain the machine has; kcat (for the quickstart) is
+# installed if missing. Extra arguments go to `samsa server` (e.g. --listen 127.0.0.1:0).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/samsa-target}"
+
+if ! command -v kcat >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "run: installing kcat for the quickstart"
+  DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q kcat
+fi
+echo "run: cargo build --release --bin samsa"
+cargo build --release --bin samsa
+bin="$CARGO_TARGET_DIR/release/samsa"
+data="${SAMSA_DATA_DIR:-$root/samsa-data}"
+cat <<TEXT
+run: starting samsa server with data in $data (Ctrl-C stops it cleanly)
+run: connect any Kafka client to the address printed below, e.g.
+       echo 'hello' | kcat -b 127.0.0.1:9092 -P -t demo
+       kcat -b 127.0.0.1:9092 -C -t demo -e -o beginning
+TEXT
+exec "$bin" server --data-dir "$data" "$@"
