@@ -84,7 +84,13 @@ async function main() {
   check(sent.size === n, `acknowledged ${sent.size} of ${n}`);
   progress(`produced ${n}`);
 
-  const consumer = kafka.consumer({ groupId, heartbeatInterval: 500, sessionTimeout: 10000 });
+  // A short fetch wait: disconnect() waits for the in-flight long-poll fetch to return.
+  const consumer = kafka.consumer({
+    groupId,
+    heartbeatInterval: 500,
+    sessionTimeout: 10000,
+    maxWaitTimeInMs: 500,
+  });
   await consumer.connect();
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
   const received = new Map();
