@@ -9,7 +9,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 addr, n = sys.argv[1], int(sys.argv[2])
 size = 1024
 topic = "bench"
-AdminClient({"bootstrap.servers": addr}).create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+admin = AdminClient({"bootstrap.servers": addr})  # must outlive the future
+admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
 
 payload = b"x" * size
 p = Producer({"bootstrap.servers": addr, "acks": 1, "linger.ms": 5, "batch.size": 1_000_000,

@@ -6,3 +6,4 @@ mod crash;
 mod kafka_python;
 mod kafkajs;
 mod kcat;
+mod log_policies;

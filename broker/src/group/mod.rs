@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use kafka_protocol::ResponseError;
-use samsa_client::wire::batch::validate_produced;
+use samsa_client::wire::batch::{encode_plain, validate_produced, PlainRecord};
 
 pub use state::{Group, JoinRequest, JoinResult, Reply, State, SyncResult};
 
@@ -191,29 +191,8 @@ impl Coordinator {
         let topic = self.topics.get(OFFSETS_TOPIC).expect("created");
         let p = offsets_partition(group, topic.partitions.len() as i32);
         let now = now_ms();
-        let recs: Vec<Record> = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, (k, v))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: now,
-                key: Some(k),
-                value: v,
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &recs, &RecordEncodeOptions { version: 2, compression: Compression::None })
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let mut bytes = buf.to_vec();
+        let plain: Vec<PlainRecord> = records.into_iter().map(|(k, v)| (Some(k), v, now)).collect();
+        let mut bytes = encode_plain(&plain, Compression::None).map_err(std::io::Error::other)?;
         let headers: Vec<_> = validate_produced(&bytes)
             .map_err(|e| std::io::Error::other(e.to_string()))?
             .into_iter()

@@ -19,35 +19,16 @@ pub use partition::{AppendInfo, PartitionLog};
 mod tests {
     use super::*;
     use crate::config::LogConfig;
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    use samsa_client::wire::batch::validate_produced;
+    use bytes::Bytes;
+    use kafka_protocol::records::{Compression, RecordBatchDecoder};
+    use samsa_client::wire::batch::{encode_plain, validate_produced};
 
     pub(crate) fn encode(records: &[(Option<&str>, Option<String>, i64)]) -> Vec<u8> {
-        let recs: Vec<Record> = records
+        let plain: Vec<_> = records
             .iter()
-            .enumerate()
-            .map(|(i, (k, v, ts))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: *ts,
-                key: k.map(|k| Bytes::copy_from_slice(k.as_bytes())),
-                value: v.as_ref().map(|v| Bytes::copy_from_slice(v.as_bytes())),
-                headers: Default::default(),
-            })
+            .map(|(k, v, ts)| (k.map(|k| Bytes::copy_from_slice(k.as_bytes())), v.as_ref().map(|v| Bytes::from(v.clone())), *ts))
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &recs, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
-        buf.to_vec()
+        encode_plain(&plain, Compression::None).unwrap()
     }
 
     fn append(log: &mut PartitionLog, records: &[(Option<&str>, Option<String>, i64)], now: i64) -> AppendInfo {

@@ -214,37 +214,48 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// A record for [`encode_plain`]: key, value and timestamp.
+pub type PlainRecord = (Option<bytes::Bytes>, Option<bytes::Bytes>, i64);
+
+/// Encodes records as one v2 batch of a plain (non-idempotent, non-transactional)
+/// producer, with relative offsets from 0 (the broker assigns real ones).
+pub fn encode_plain(records: &[PlainRecord], compression: kafka_protocol::records::Compression) -> Result<Vec<u8>, String> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value, timestamp))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset - sequence is constant;
+            // the first sequence is -1, as for a producer without idempotence.
+            sequence: i as i32 - 1,
+            timestamp: *timestamp,
+            key: key.clone(),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).map_err(|e| e.to_string())?;
+    Ok(buf.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::Compression;
 
     fn batch(n: i64, compression: Compression) -> Vec<u8> {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i,
-                // offset - sequence must stay constant for the encoder to keep one batch.
-                sequence: i as i32 - 1,
-                timestamp: 1000 + i,
-                key: Some(bytes::Bytes::from(format!("k{i}"))),
-                value: Some(bytes::Bytes::from(format!("v{i}"))),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
-            .unwrap();
-        buf.to_vec()
+        let records: Vec<PlainRecord> =
+            (0..n).map(|i| (Some(bytes::Bytes::from(format!("k{i}"))), Some(bytes::Bytes::from(format!("v{i}"))), 1000 + i)).collect();
+        encode_plain(&records, compression).unwrap()
     }
 
     #[test]
