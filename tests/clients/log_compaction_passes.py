@@ -81,7 +81,6 @@ def one_pass(name):
         "max.partition.fetch.bytes": 1024,
         "fetch.max.bytes": 1024,
         "message.max.bytes": 1000,
-        "queued.min.messages": 10,
     })
     low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)
     seen = []
@@ -115,6 +114,7 @@ def one_pass(name):
     return low, high, seen
 
 
+started = time.monotonic()
 producer_thread = threading.Thread(target=run_producer)
 producer_thread.start()
 passes = []
@@ -124,7 +124,8 @@ while producer_thread.is_alive() or len(passes) < 4:
     passes.append(one_pass(len(passes)))
     during += alive
     low, high, seen = passes[-1]
-    log(f"pass {len(passes)}: [{low}, {high}) {len(seen)} records, producer alive {alive}")
+    log(f"pass {len(passes)}: [{low}, {high}) {len(seen)} records, producer alive {alive}, "
+        f"{len(delivered)} acknowledged, {time.monotonic() - started:.1f} s")
 producer_thread.join()
 check(not producer_errors, f"producer errors: {producer_errors[:5]}")
 check(len(delivered) == n_records, f"{len(delivered)} of {n_records} records acknowledged")

@@ -72,7 +72,10 @@ fn produce(bootstrap: &str, topic: &str, script: &Script) -> Result<Vec<i64>> {
         let (index, offset) = line
             .split_once(' ')
             .ok_or_else(|| anyhow!("bad ACK line `{line}`"))?;
-        ensure!(index.parse::<usize>()? == offsets.len(), "ACK lines out of order: `{line}`");
+        ensure!(
+            index.parse::<usize>()? == offsets.len(),
+            "ACK lines out of order: `{line}`"
+        );
         offsets.push(offset.parse::<i64>()?);
     }
     ensure!(
@@ -231,19 +234,26 @@ fn retention_by_time_deletes_old_segments() -> Result<()> {
         values.push(value);
     }
     let offsets = produce(server.bootstrap(), topic, &script)?;
-    ensure!(offsets == (0..(n_old + n_new) as i64).collect::<Vec<_>>(), "offsets {offsets:?}");
+    ensure!(
+        offsets == (0..(n_old + n_new) as i64).collect::<Vec<_>>(),
+        "offsets {offsets:?}"
+    );
     let first_new = n_old as i64;
 
     // Done when the first segment is the one holding the first current record (it may
     // start with old ones) and no segment before it is left.
     let dir = partition_dir(&server, topic);
     let mut segs = Vec::new();
-    wait_until(POLICY_WAIT, "time retention to delete the old segments", || {
-        segs = segments(&dir)?;
-        let first_ok = segs.first().is_some_and(|&(b, _)| b > 0 && b <= first_new);
-        let second_ok = segs.get(1).is_none_or(|&(b, _)| b > first_new);
-        Ok(first_ok && second_ok)
-    })
+    wait_until(
+        POLICY_WAIT,
+        "time retention to delete the old segments",
+        || {
+            segs = segments(&dir)?;
+            let first_ok = segs.first().is_some_and(|&(b, _)| b > 0 && b <= first_new);
+            let second_ok = segs.get(1).is_none_or(|&(b, _)| b > first_new);
+            Ok(first_ok && second_ok)
+        },
+    )
     .with_context(|| format!("segments (base, bytes): {segs:?}"))?;
     let start = segs[0].0;
     ensure!(
@@ -252,8 +262,16 @@ fn retention_by_time_deletes_old_segments() -> Result<()> {
     );
 
     let view = read_partition(server.bootstrap(), topic)?;
-    ensure!(view.low == start, "low watermark {} but the first segment starts at {start}", view.low);
-    ensure!(view.high == (n_old + n_new) as i64, "high watermark {}", view.high);
+    ensure!(
+        view.low == start,
+        "low watermark {} but the first segment starts at {start}",
+        view.low
+    );
+    ensure!(
+        view.high == (n_old + n_new) as i64,
+        "high watermark {}",
+        view.high
+    );
     ensure!(
         view.records.first().map(|r| r.offset) == Some(view.low),
         "reading from the beginning starts at {:?}, low watermark {}",
@@ -264,7 +282,10 @@ fn retention_by_time_deletes_old_segments() -> Result<()> {
         .map(|o| Rec::new(o, &format!("k{o:04}"), Some(&values[o as usize])))
         .collect();
     ensure_records(&view.records, &want)?;
-    ensure!(segments(&dir)?.first().map(|s| s.0) == Some(start), "retention went further");
+    ensure!(
+        segments(&dir)?.first().map(|s| s.0) == Some(start),
+        "retention went further"
+    );
     server.terminate()
 }
 
@@ -292,9 +313,15 @@ fn retention_by_size_keeps_partition_bounded() -> Result<()> {
         values.push(value);
     }
     let produced_bytes: usize = values.iter().map(String::len).sum();
-    ensure!(produced_bytes as u64 > 5 * retention, "write well over retention.bytes");
+    ensure!(
+        produced_bytes as u64 > 5 * retention,
+        "write well over retention.bytes"
+    );
     let offsets = produce(server.bootstrap(), topic, &script)?;
-    ensure!(offsets == (0..n as i64).collect::<Vec<_>>(), "offsets {offsets:?}");
+    ensure!(
+        offsets == (0..n as i64).collect::<Vec<_>>(),
+        "offsets {offsets:?}"
+    );
 
     let dir = partition_dir(&server, topic);
     let mut segs = Vec::new();
@@ -310,7 +337,11 @@ fn retention_by_size_keeps_partition_bounded() -> Result<()> {
     let start = segs[0].0;
 
     let view = read_partition(server.bootstrap(), topic)?;
-    ensure!(view.low == start && view.low > 0, "low watermark {}, first segment {start}", view.low);
+    ensure!(
+        view.low == start && view.low > 0,
+        "low watermark {}, first segment {start}",
+        view.low
+    );
     ensure!(view.high == n as i64, "high watermark {}", view.high);
     let want: Vec<Rec> = (start..n as i64)
         .map(|o| Rec::new(o, &format!("k{o:04}"), Some(&values[o as usize])))
@@ -350,7 +381,12 @@ fn compaction_keeps_last_value_per_key_and_expires_tombstones() -> Result<()> {
     };
     for u in 0..15 {
         for k in 0..20 {
-            push(&mut script, key(k), Some(padded(&format!("{}-u{u:02}", key(k)), 150)), None);
+            push(
+                &mut script,
+                key(k),
+                Some(padded(&format!("{}-u{u:02}", key(k)), 150)),
+                None,
+            );
             if k % 4 == 3 {
                 script.flush();
             }
@@ -362,14 +398,25 @@ fn compaction_keeps_last_value_per_key_and_expires_tombstones() -> Result<()> {
     }
     push(&mut script, key(fresh_tombstone), None, None);
     script.flush();
+    // Updates (not new keys) close the tombstones' segment: the cleaner only runs when
+    // the log holds superseded records, so new distinct keys alone would leave expired
+    // tombstones in place (reported to the lead as a broker bug).
     for k in (0..20).filter(|&k| !deleted(k)) {
-        push(&mut script, key(k), Some(padded(&format!("{}-u15", key(k)), 150)), None);
+        push(
+            &mut script,
+            key(k),
+            Some(padded(&format!("{}-u15", key(k)), 150)),
+            None,
+        );
         if k % 4 == 3 {
             script.flush();
         }
     }
     let offsets = produce(server.bootstrap(), topic, &script)?;
-    ensure!(offsets == (0..sent.len() as i64).collect::<Vec<_>>(), "offsets {offsets:?}");
+    ensure!(
+        offsets == (0..sent.len() as i64).collect::<Vec<_>>(),
+        "offsets {offsets:?}"
+    );
 
     // The last record of each key, minus the expired tombstones, in offset order.
     let mut last: BTreeMap<&str, (i64, Option<&str>)> = BTreeMap::new();
@@ -382,27 +429,41 @@ fn compaction_keeps_last_value_per_key_and_expires_tombstones() -> Result<()> {
         .map(|(k, &(o, v))| Rec::new(o, k, v))
         .collect();
     want.sort_by_key(|r| r.offset);
-    ensure!(want.len() == 17, "16 live keys and one fresh tombstone: {want:?}");
+    ensure!(
+        want.len() == 17,
+        "16 live keys and one fresh tombstone: {want:?}"
+    );
 
     let mut view = None;
-    wait_until(POLICY_WAIT, "compaction to leave one record per key", || {
-        let v = read_partition(server.bootstrap(), topic)?;
-        let done = v.records == want;
-        view = Some(v);
-        Ok(done)
-    })
+    wait_until(
+        POLICY_WAIT,
+        "compaction to leave one record per key",
+        || {
+            let v = read_partition(server.bootstrap(), topic)?;
+            let done = v.records == want;
+            view = Some(v);
+            Ok(done)
+        },
+    )
     .with_context(|| {
-        let diff = view
-            .as_ref()
-            .map(|v| ensure_records(&v.records, &want).err().map(|e| e.to_string()));
+        let diff = view.as_ref().map(|v| {
+            ensure_records(&v.records, &want)
+                .err()
+                .map(|e| e.to_string())
+        });
         format!("last view: {view:?}\n{diff:?}")
     })?;
     let view = view.expect("read at least once");
     ensure_increasing(&view.records)?;
-    ensure!(view.low == 0 && view.high == sent.len() as i64, "watermarks {view:?}");
+    ensure!(
+        view.low == 0 && view.high == sent.len() as i64,
+        "watermarks {view:?}"
+    );
     for &k in &expired {
         ensure!(
-            view.records.iter().all(|r| r.key.as_deref() != Some(key(k).as_str())),
+            view.records
+                .iter()
+                .all(|r| r.key.as_deref() != Some(key(k).as_str())),
             "deleted key {} still readable",
             key(k)
         );
@@ -452,14 +513,14 @@ fn consumer_reading_through_compaction_sees_increasing_offsets() -> Result<()> {
     ensure!(out.result_value::<usize>("produced")? == records);
     ensure!(out.result_value::<usize>("final_keys")? == keys);
     let passes: usize = out.result_value("passes")?;
-    ensure!(passes >= 5, "only {passes} passes");
+    ensure!(passes >= 4, "only {passes} passes");
     ensure!(
-        out.result_value::<usize>("passes_during_produce")? >= 1,
-        "no pass overlapped the producer"
+        out.result_value::<usize>("passes_during_produce")? >= 3,
+        "fewer than 3 passes overlapped the producer"
     );
     ensure!(
-        out.result_value::<usize>("passes_with_gaps")? >= 1,
-        "no pass saw a compacted gap"
+        out.result_value::<usize>("passes_with_gaps")? >= 3,
+        "fewer than 3 passes saw a compacted gap"
     );
     let final_records: usize = out.result_value("final_records")?;
     ensure!(
@@ -467,7 +528,10 @@ fn consumer_reading_through_compaction_sees_increasing_offsets() -> Result<()> {
         "the final pass read {final_records} of {records} records: little was compacted"
     );
     let compactions = strip_ansi(&server.stderr()).matches("compacted").count();
-    ensure!(compactions >= 2, "the server logged {compactions} compactions");
+    ensure!(
+        compactions >= 2,
+        "the server logged {compactions} compactions"
+    );
     server.terminate()
 }
 
@@ -490,8 +554,16 @@ fn file_batches(bytes: &[u8]) -> Result<Vec<FileBatch>> {
         let be4 = |at: usize| i32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
         let base_offset = i64::from_be_bytes(bytes[pos..pos + 8].try_into().expect("8 bytes"));
         let len = 12 + usize::try_from(be4(pos + 8))?;
-        ensure!(pos + len <= bytes.len(), "batch at {pos} runs past the file");
-        out.push(FileBatch { pos, len, base_offset, records: be4(pos + 57) });
+        ensure!(
+            pos + len <= bytes.len(),
+            "batch at {pos} runs past the file"
+        );
+        out.push(FileBatch {
+            pos,
+            len,
+            base_offset,
+            records: be4(pos + 57),
+        });
         pos += len;
     }
     Ok(out)
@@ -517,10 +589,16 @@ fn torn_segment_recovers_to_last_whole_batch() -> Result<()> {
         values.push(value);
     }
     let offsets = produce(server.bootstrap(), topic, &script)?;
-    ensure!(offsets == (0..values.len() as i64).collect::<Vec<_>>(), "offsets {offsets:?}");
+    ensure!(
+        offsets == (0..values.len() as i64).collect::<Vec<_>>(),
+        "offsets {offsets:?}"
+    );
     server.terminate()?;
 
-    let seg = data.path().join(format!("{topic}-0")).join(format!("{:020}.log", 0));
+    let seg = data
+        .path()
+        .join(format!("{topic}-0"))
+        .join(format!("{:020}.log", 0));
     let bytes = std::fs::read(&seg).with_context(|| format!("reading {}", seg.display()))?;
     let on_disk = file_batches(&bytes)?;
     ensure!(
@@ -528,10 +606,16 @@ fn torn_segment_recovers_to_last_whole_batch() -> Result<()> {
         "want {batches} batches of {per_batch} records on disk, got {on_disk:?}"
     );
     let last = *on_disk.last().expect("batches");
-    ensure!(last.base_offset == ((batches - 1) * per_batch) as i64, "last batch {last:?}");
+    ensure!(
+        last.base_offset == ((batches - 1) * per_batch) as i64,
+        "last batch {last:?}"
+    );
     let cut = last.pos + last.len / 2;
     let dropped = cut - last.pos; // the torn batch's bytes left in the file
-    std::fs::OpenOptions::new().write(true).open(&seg)?.set_len(cut as u64)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)?
+        .set_len(cut as u64)?;
 
     let mut server = server.restart_builder().start()?;
     let stderr = strip_ansi(&server.stderr());
@@ -541,7 +625,12 @@ fn torn_segment_recovers_to_last_whole_batch() -> Result<()> {
     );
     let whole = (batches - 1) * per_batch;
     let view = read_partition(server.bootstrap(), topic)?;
-    ensure!(view.low == 0 && view.high == whole as i64, "watermarks {} {}", view.low, view.high);
+    ensure!(
+        view.low == 0 && view.high == whole as i64,
+        "watermarks {} {}",
+        view.low,
+        view.high
+    );
     let mut want: Vec<Rec> = (0..whole)
         .map(|i| Rec::new(i as i64, &format!("k{i:03}"), Some(&values[i])))
         .collect();
@@ -556,10 +645,17 @@ fn torn_segment_recovers_to_last_whole_batch() -> Result<()> {
     let mut after = Script::default();
     after.rec(Some("after"), Some("after-restart"), None);
     let offsets = produce(server.bootstrap(), topic, &after)?;
-    ensure!(offsets == [whole as i64], "record after restart landed at {offsets:?}, want {whole}");
+    ensure!(
+        offsets == [whole as i64],
+        "record after restart landed at {offsets:?}, want {whole}"
+    );
     let view = read_partition(server.bootstrap(), topic)?;
     want.push(Rec::new(whole as i64, "after", Some("after-restart")));
-    ensure!(view.high == whole as i64 + 1, "high watermark {}", view.high);
+    ensure!(
+        view.high == whole as i64 + 1,
+        "high watermark {}",
+        view.high
+    );
     ensure_records(&view.records, &want)?;
     server.terminate()
 }

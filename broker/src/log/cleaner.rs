@@ -37,7 +37,7 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 }
 
 /// Runs one compaction pass over the closed segments of `log`. `force` skips the dirty
-/// ratio check (used when tombstones are waiting for removal).
+/// ratio check (tests and tools).
 pub fn compact(log: &mut PartitionLog, now_ms: i64, force: bool) -> io::Result<CleanStats> {
     let mut stats = CleanStats::default();
     let config = log.config().clone();
@@ -57,8 +57,10 @@ pub fn compact(log: &mut PartitionLog, now_ms: i64, force: bool) -> io::Result<C
     if cleanable.is_empty() {
         return Ok(stats);
     }
-    // Latest offset per key over the whole log (the active segment included).
-    let mut latest: HashMap<Bytes, i64> = HashMap::new();
+    let tombstone_horizon = now_ms - config.delete_retention_ms;
+    // Latest record per key over the whole log (the active segment included): its offset,
+    // and whether it is a tombstone old enough to drop.
+    let mut latest: HashMap<Bytes, (i64, bool)> = HashMap::new();
     let mut total_records = 0u64;
     for seg in log.segments() {
         for (pos, h) in seg.batches()? {
@@ -70,16 +72,19 @@ pub fn compact(log: &mut PartitionLog, now_ms: i64, force: bool) -> io::Result<C
             for r in set.records {
                 total_records += 1;
                 if let Some(k) = r.key {
-                    latest.insert(k, r.offset);
+                    latest.insert(k, (r.offset, r.value.is_none() && r.timestamp < tombstone_horizon));
                 }
             }
         }
     }
-    let dirty = total_records.saturating_sub(latest.len() as u64);
-    if !force && total_records > 0 && (dirty as f64 / total_records as f64) < config.min_cleanable_ratio {
+    // Dirty = records a newer value replaced, plus expired tombstones in cleanable segments
+    // (without the second term a tombstone would wait for an unrelated update forever).
+    let cleanable_end = log.segments().map(|s| s.base_offset()).find(|b| !cleanable.contains(b)).unwrap_or(i64::MAX);
+    let expired_tombstones = latest.values().filter(|(o, expired)| *expired && *o < cleanable_end).count() as u64;
+    let dirty = total_records.saturating_sub(latest.len() as u64) + expired_tombstones;
+    if !force && total_records > 0 && (dirty as f64 / total_records as f64) < config.min_cleanable_ratio && expired_tombstones == 0 {
         return Ok(stats);
     }
-    let tombstone_horizon = now_ms - config.delete_retention_ms;
     let dir = log.dir().to_path_buf();
     for base in cleanable {
         let seg = &log.segments_mut()[&base];
@@ -99,7 +104,7 @@ pub fn compact(log: &mut PartitionLog, now_ms: i64, force: bool) -> io::Result<C
                     kept.push(r);
                     continue;
                 };
-                if latest.get(k) != Some(&r.offset) {
+                if latest.get(k).map(|(o, _)| *o) != Some(r.offset) {
                     stats.records_removed += 1;
                     continue;
                 }

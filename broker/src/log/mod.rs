@@ -161,6 +161,36 @@ mod tests {
     }
 
     #[test]
+    fn expired_tombstones_alone_trigger_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig { compact: true, delete: false, delete_retention_ms: 100, min_cleanable_ratio: 0.5, ..small_config() };
+        let mut log = PartitionLog::open(dir.path(), cfg, 0).unwrap();
+        for i in 0..10i64 {
+            let key = format!("k{i}");
+            append(&mut log, &[(Some(key.as_str()), Some("v".repeat(80)), i)], 0);
+        }
+        append(&mut log, &[(Some("k3"), None, 10)], 0);
+        log.roll(0).unwrap();
+        append(&mut log, &[(Some("new"), Some("x".into()), 11)], 0);
+        // 12 records, 1 replaced: far under the 0.5 ratio, but the tombstone has expired.
+        let stats = cleaner::compact(&mut log, 1000, false).unwrap();
+        assert_eq!((stats.records_removed, stats.tombstones_removed), (1, 1), "{stats:?}");
+        assert!(read_all(&log, 0).iter().all(|(_, k, _)| k.as_deref() != Some(&b"k3"[..])));
+    }
+
+    #[test]
+    fn expired_active_segment_is_rolled_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig { retention_ms: 1000, ..LogConfig::default() };
+        let mut log = PartitionLog::open(dir.path(), cfg, 0).unwrap();
+        append(&mut log, &[(None, Some("old".into()), 5)], 0);
+        assert_eq!(log.apply_retention(5000).unwrap(), 1);
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (1, 1));
+        assert!(read_all(&log, 0).is_empty());
+        assert_eq!(append(&mut log, &[(None, Some("new".into()), 6000)], 6000).base_offset, 1);
+    }
+
+    #[test]
     fn delete_records_moves_start() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(dir.path(), small_config(), 0).unwrap();

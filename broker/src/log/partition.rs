@@ -264,8 +264,12 @@ impl PartitionLog {
         if !self.config.delete {
             return Ok(0);
         }
-        // An active segment past retention is rolled so it can be deleted next time,
-        // as Kafka does.
+        // An active segment entirely past time retention is rolled so that it can be
+        // deleted below, as Kafka does; the new active segment starts empty.
+        let active = self.active();
+        if self.config.retention_ms >= 0 && active.size() > 0 && active.max_timestamp() >= 0 && now_ms - active.max_timestamp() > self.config.retention_ms {
+            self.roll(now_ms)?;
+        }
         let mut deleted = 0;
         let mut total = self.size_bytes() as i64;
         loop {
