@@ -25,6 +25,7 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+#[command(after_long_help = config_keys_help())]
 struct ServerArgs {
     /// Directory for logs and metadata (created if missing).
     #[arg(long, default_value = "./samsa-data", value_name = "DIR")]
@@ -41,6 +42,16 @@ struct ServerArgs {
     /// Override one setting, e.g. --set num.partitions=6 (repeatable; wins over --config).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+}
+
+/// The accepted config keys with defaults, for `samsa server --help`.
+fn config_keys_help() -> String {
+    let mut out = String::from("Config keys (Kafka's broker names; topics override them with the name in brackets):\n");
+    for d in samsa_broker::config::DEFS {
+        let topic = d.topic_name.map(|t| format!(" [{t}]")).unwrap_or_default();
+        out.push_str(&format!("  {}{topic} = {}\n      {}\n", d.name, d.default, d.doc));
+    }
+    out
 }
 
 fn load_config(args: &ServerArgs) -> samsa_broker::Result<BrokerConfig> {

@@ -567,3 +567,135 @@ impl Group {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SESSION: Duration = Duration::from_secs(10);
+
+    fn req(member_id: &str, instance: Option<&str>) -> JoinRequest {
+        JoinRequest {
+            member_id: member_id.into(),
+            instance_id: instance.map(Into::into),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: SESSION,
+            rebalance_timeout: Duration::from_secs(30),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"meta")), ("roundrobin".into(), Bytes::new())],
+            require_known_member_id: true,
+        }
+    }
+
+    fn now_result<T>(r: Reply<T>) -> T {
+        match r {
+            Reply::Now(t) => t,
+            Reply::Later(_) => panic!("expected an immediate answer"),
+        }
+    }
+
+    fn later<T>(r: Reply<T>) -> oneshot::Receiver<T> {
+        match r {
+            Reply::Later(rx) => rx,
+            Reply::Now(_) => panic!("expected to wait"),
+        }
+    }
+
+    /// Joins a new dynamic member through MEMBER_ID_REQUIRED; returns its id and receiver.
+    fn join_new(g: &mut Group, t: Instant) -> (String, oneshot::Receiver<JoinResult>) {
+        let first = now_result(g.join(req("", None), t));
+        assert_eq!(first.error, Some(ResponseError::MemberIdRequired));
+        let id = first.member_id.clone();
+        (id.clone(), later(g.join(req(&id, None), t)))
+    }
+
+    #[test]
+    fn two_members_join_sync_and_rebalance_on_leave() {
+        let t = Instant::now();
+        let mut g = Group::new("g", Duration::ZERO);
+        let (a, mut ra) = join_new(&mut g, t);
+        // Round completes at once (no initial delay): a alone, generation 1.
+        let ja = ra.try_recv().unwrap();
+        assert_eq!((ja.generation, ja.leader.as_str(), ja.members.len()), (1, a.as_str(), 1));
+        assert_eq!(ja.protocol_name.as_deref(), Some("range"));
+        let mut sa = later(g.sync(&a, None, 1, vec![(a.clone(), Bytes::from_static(b"A1"))], t));
+        assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from_static(b"A1"));
+        assert_eq!(g.state, State::Stable);
+        // b joins: a learns of the rebalance from its heartbeat and rejoins.
+        let (b, mut rb) = join_new(&mut g, t);
+        assert_eq!(g.state, State::PreparingRebalance);
+        assert_eq!(g.heartbeat(&a, None, 1, t), Some(ResponseError::RebalanceInProgress));
+        let mut ra = later(g.join(req(&a, None), t));
+        let (ja, jb) = (ra.try_recv().unwrap(), rb.try_recv().unwrap());
+        assert_eq!((ja.generation, jb.generation), (2, 2));
+        assert_eq!((ja.members.len(), jb.members.len()), (2, 0), "only the leader gets the member list");
+        // Follower syncs first and waits; the leader's assignment releases it.
+        let mut sb = later(g.sync(&b, None, 2, vec![], t));
+        let sa = later(g.sync(&a, None, 2, vec![(a.clone(), Bytes::from_static(b"A")), (b.clone(), Bytes::from_static(b"B"))], t));
+        assert_eq!(sb.try_recv().unwrap().assignment, Bytes::from_static(b"B"));
+        drop(sa);
+        assert_eq!(g.state, State::Stable);
+        assert_eq!(g.heartbeat(&b, None, 2, t), None);
+        assert_eq!(g.heartbeat(&b, None, 1, t), Some(ResponseError::IllegalGeneration));
+        // a leaves: b must rejoin; the group completes generation 3 with b as leader.
+        assert_eq!(g.leave(&a, None, t), None);
+        assert_eq!(g.heartbeat(&b, None, 2, t), Some(ResponseError::RebalanceInProgress));
+        let jb = later(g.join(req(&b, None), t)).try_recv().unwrap();
+        assert_eq!((jb.generation, jb.leader.as_str()), (3, b.as_str()));
+        assert_eq!(g.leave("nobody", None, t), Some(ResponseError::UnknownMemberId));
+    }
+
+    #[test]
+    fn unknown_member_and_session_expiry() {
+        let t = Instant::now();
+        let mut g = Group::new("g", Duration::ZERO);
+        assert_eq!(now_result(g.join(req("made-up", None), t)).error, Some(ResponseError::UnknownMemberId));
+        let (a, mut ra) = join_new(&mut g, t);
+        ra.try_recv().unwrap();
+        later(g.sync(&a, None, 1, vec![(a.clone(), Bytes::new())], t));
+        g.tick(t + SESSION / 2);
+        assert_eq!(g.members.len(), 1);
+        g.tick(t + SESSION + Duration::from_millis(1));
+        assert!(g.members.is_empty(), "silent member expires");
+        assert_eq!(g.state, State::Empty);
+        assert_eq!(g.heartbeat(&a, None, 1, t), Some(ResponseError::UnknownMemberId));
+    }
+
+    #[test]
+    fn initial_delay_waits_for_more_members() {
+        let t = Instant::now();
+        let mut g = Group::new("g", Duration::from_secs(3));
+        let (_, mut ra) = join_new(&mut g, t);
+        let (_, mut rb) = join_new(&mut g, t + Duration::from_secs(1));
+        assert!(ra.try_recv().is_err(), "still inside the initial delay");
+        g.tick(t + Duration::from_secs(3));
+        assert_eq!(ra.try_recv().unwrap().generation, 1);
+        assert_eq!(rb.try_recv().unwrap().generation, 1);
+    }
+
+    #[test]
+    fn static_member_rejoins_without_rebalance_and_fences_old_id() {
+        let t = Instant::now();
+        let mut g = Group::new("g", Duration::ZERO);
+        // Static members skip MEMBER_ID_REQUIRED.
+        let id1 = later(g.join(req("", Some("i1")), t)).try_recv().unwrap().member_id;
+        let mut r2 = later(g.join(req("", Some("i2")), t));
+        let mut r1 = later(g.join(req(&id1, Some("i1")), t));
+        let (j1, j2) = (r1.try_recv().unwrap(), r2.try_recv().unwrap());
+        assert_eq!((j1.generation, j2.generation), (2, 2));
+        assert_eq!(j1.leader, id1, "the existing leader stays leader");
+        let id2 = j2.member_id;
+        later(g.sync(&id1, Some("i1"), 2, vec![(id1.clone(), Bytes::from_static(b"L")), (id2.clone(), Bytes::from_static(b"F"))], t));
+        assert_eq!(g.state, State::Stable);
+        // i2 restarts with an empty member id: same generation, no rebalance, same assignment.
+        let again = now_result(g.join(req("", Some("i2")), t));
+        assert_eq!((again.error, again.generation), (None, 2));
+        assert_ne!(again.member_id, id2);
+        assert_eq!(g.state, State::Stable);
+        assert_eq!(now_result(g.sync(&again.member_id, Some("i2"), 2, vec![], t)).assignment, Bytes::from_static(b"F"));
+        // The old incarnation is fenced; the leader was not disturbed.
+        assert_eq!(g.heartbeat(&id2, Some("i2"), 2, t), Some(ResponseError::FencedInstanceId));
+        assert_eq!(g.heartbeat(&id1, Some("i1"), 2, t), None);
+    }
+}
