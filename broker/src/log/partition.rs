@@ -219,7 +219,7 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// Largest timestamp in the log and the batch holding it (for ListOffsets MAX_TIMESTAMP).
+    /// Largest record timestamp in the log, -1 when empty (for ListOffsets MAX_TIMESTAMP).
     pub fn max_timestamp(&self) -> i64 {
         self.segments.values().map(Segment::max_timestamp).max().unwrap_or(-1)
     }
