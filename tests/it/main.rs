@@ -1,6 +1,7 @@
 //! End-to-end tests: each test starts its own `samsa server` (temp data dir, free port) and
 //! drives it with a real Kafka client. See `samsa_tests` for the harness.
 
+mod assignors;
 mod cli;
 mod confluent;
 mod crash;
