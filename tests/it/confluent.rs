@@ -60,3 +60,12 @@ fn acceptance_100k_murmur2_group_of_three() -> Result<()> {
     eprintln!("acceptance: {:?}", out.result()?);
     server.terminate()
 }
+
+/// ListOffsets by timestamp (first offset at or after it, -1 past the end) and watermarks.
+#[test]
+fn offsets_for_times() -> Result<()> {
+    let mut server = SamsaServer::start()?;
+    let out = run_python("offsets_for_times.py", &[server.bootstrap()])?;
+    ensure!(out.result_value::<usize>("checked")? == 5);
+    server.terminate()
+}
