@@ -88,9 +88,9 @@ impl Segment {
     pub fn open(dir: &Path, base_offset: i64, index_interval: u64) -> io::Result<(Self, Recovery)> {
         let log_path = dir.join(file_name(base_offset, "log"));
         let log = open_rw(&log_path)?;
-        let file_size = log.metadata()?.len();
-        let created_ms = log
-            .metadata()?
+        let meta = log.metadata()?;
+        let file_size = meta.len();
+        let created_ms = meta
             .modified()
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -166,7 +166,8 @@ impl Segment {
 
     fn read_header_at(&self, pos: u64) -> io::Result<Option<BatchHeader>> {
         let mut buf = [0u8; batch::HEADER_LEN];
-        if pos + batch::HEADER_LEN as u64 > self.size.max(self.log.metadata()?.len()) {
+        // `size` is exact: set from the file at open, advanced by every append.
+        if pos + batch::HEADER_LEN as u64 > self.size {
             return Ok(None);
         }
         self.log.read_exact_at(&mut buf, pos)?;
