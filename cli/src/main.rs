@@ -1,11 +1,17 @@
-//! The `samsa` command. Today: `samsa server`, a single-node Kafka-compatible broker.
-//! Later subcommands (topic, produce, consume, bench, sql, connect) sit beside it.
+//! The `samsa` command: `samsa server` (a Kafka-compatible broker) and the client tools
+//! (`topic`, `produce`, `consume`, `group`, `bench`) built on `samsa-client`.
 
-use std::path::PathBuf;
+mod bench;
+mod consume;
+mod group;
+mod produce;
+mod server;
+mod topic;
+mod util;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use samsa_broker::{Broker, BrokerConfig, BrokerOptions};
 
 /// Samsa: a Kafka-compatible event-streaming platform in one binary.
 #[derive(Parser)]
@@ -21,65 +27,21 @@ enum Command {
     ///
     /// Prints `samsa listening on HOST:PORT` on stdout when ready; logs go to stderr
     /// (set RUST_LOG=debug for more). SIGINT or SIGTERM flushes the logs and exits 0.
-    Server(ServerArgs),
+    Server(server::ServerArgs),
+    /// Create, list, describe, alter and delete topics.
+    Topic(topic::TopicArgs),
+    /// Send lines from stdin to a topic, one record per line.
+    Produce(produce::ProduceArgs),
+    /// Print records from a topic.
+    Consume(consume::ConsumeArgs),
+    /// List, describe (with lag), reset offsets of, and delete consumer groups.
+    Group(group::GroupArgs),
+    /// Measure produce, consume and end-to-end throughput and latency.
+    Bench(bench::BenchArgs),
 }
 
-#[derive(clap::Args)]
-#[command(after_long_help = config_keys_help())]
-struct ServerArgs {
-    /// Directory for logs and metadata (created if missing).
-    #[arg(long, default_value = "./samsa-data", value_name = "DIR")]
-    data_dir: PathBuf,
-    /// Address for Kafka clients; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
-    listen: String,
-    /// This broker's node id.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    node_id: i32,
-    /// A properties file with Kafka broker settings (num.partitions, log.retention.ms, ...).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Override one setting, e.g. --set num.partitions=6 (repeatable; wins over --config).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
-}
-
-/// The accepted config keys with defaults, for `samsa server --help`.
-fn config_keys_help() -> String {
-    let mut out = String::from("Config keys (Kafka's broker names; topics override them with the name in brackets):\n");
-    for d in samsa_broker::config::DEFS {
-        let topic = d.topic_name.map(|t| format!(" [{t}]")).unwrap_or_default();
-        out.push_str(&format!("  {}{topic} = {}\n      {}\n", d.name, d.default, d.doc));
-    }
-    out
-}
-
-fn load_config(args: &ServerArgs) -> samsa_broker::Result<BrokerConfig> {
-    let mut config = match &args.config {
-        Some(path) => BrokerConfig::load_file(path)?,
-        None => BrokerConfig::default(),
-    };
-    for pair in &args.set {
-        config.set_pair(pair)?;
-    }
-    Ok(config)
-}
-
-async fn run_server(args: ServerArgs) -> Result<(), String> {
-    let config = load_config(&args).map_err(|e| e.to_string())?;
-    let broker = Broker::start(BrokerOptions { data_dir: args.data_dir.clone(), listen: args.listen.clone(), node_id: args.node_id, config })
-        .await
-        .map_err(|e| e.to_string())?;
-    // The one line scripts wait for; everything else goes to stderr.
-    println!("samsa listening on {}", broker.local_addr());
-    tracing::info!(data_dir = %args.data_dir.display(), "broker ready");
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    broker.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM.
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
@@ -103,7 +65,12 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Server(args) => runtime.block_on(run_server(args)),
+        Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Topic(args) => runtime.block_on(topic::run(args)),
+        Command::Produce(args) => runtime.block_on(produce::run(args)),
+        Command::Consume(args) => runtime.block_on(consume::run(args)),
+        Command::Group(args) => runtime.block_on(group::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

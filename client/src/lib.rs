@@ -1,13 +1,22 @@
-//! Samsa's Kafka client crate.
-//!
-//! Today it holds the sans-IO [`wire`] codec that the broker and (later) the async
-//! producer, consumer and admin client share:
+//! Samsa's async Kafka client: a producer, a consumer with group membership, and an
+//! admin client, speaking only the Kafka wire protocol (so they work against any
+//! Kafka-compatible cluster), plus the sans-IO [`wire`] codec the broker shares.
 //!
 //! ```text
-//!  socket bytes ──> wire::frame (length prefix, size limit) ──> wire::header (api key,
-//!  version, correlation id peeked from raw bytes) ──> kafka-protocol typed messages
+//!  Producer ─┐                         ┌─> net::Connection (one per broker, pipelined)
+//!  Consumer ─┼─> net::Cluster (metadata)┤
+//!  Admin ────┘                         └─> wire / kafka-protocol typed messages
 //! ```
 //!
-//! Nothing in [`wire`] touches tokio or any domain type: handlers convert at the boundary.
+//! Configuration takes Kafka's property names (`bootstrap.servers`, `acks`, `group.id`,
+//! ...) or typed builders; an unknown key is an error that names it. Every call is bounded
+//! by a timeout, and failures are one [`Error`] type with Kafka codes kept as data.
 
+pub mod config;
+pub mod error;
+pub mod net;
+pub mod producer;
 pub mod wire;
+
+pub use error::{Error, Result};
+pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};

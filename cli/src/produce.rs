@@ -1,0 +1,15 @@
+//! `samsa produce`: lines from stdin become records.
+
+/// Arguments of this command.
+#[derive(clap::Args)]
+pub struct ProduceArgs {
+    /// A broker to start from.
+    #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
+    pub bootstrap: String,
+}
+
+/// Runs the command.
+pub async fn run(args: ProduceArgs) -> Result<(), String> {
+    let _ = args.bootstrap;
+    Err("not implemented yet".into())
+}

@@ -1,0 +1,104 @@
+//! Settings shared by every client, by Kafka's property names.
+//!
+//! Each role (producer, consumer, admin) has a typed config struct with builder methods
+//! and a `set(key, value)` that takes Kafka's property names; an unknown key is an error
+//! that names it, so a typo never silently falls back to a default.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Settings every client shares.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    /// `bootstrap.servers`: `host:port` addresses to learn the cluster from.
+    pub bootstrap_servers: Vec<String>,
+    /// `client.id`: sent with every request, shows up in broker logs.
+    pub client_id: String,
+    /// `request.timeout.ms`: how long to wait for any one response.
+    pub request_timeout: Duration,
+    /// `socket.connection.setup.timeout.ms`: how long to wait for a TCP connection.
+    pub connect_timeout: Duration,
+    /// `retry.backoff.ms`: pause before retrying a failed request.
+    pub retry_backoff: Duration,
+    /// `metadata.max.age.ms`: refresh cluster metadata at least this often.
+    pub metadata_max_age: Duration,
+}
+
+impl Default for CommonConfig {
+    fn default() -> Self {
+        CommonConfig {
+            bootstrap_servers: vec!["127.0.0.1:9092".into()],
+            client_id: "samsa".into(),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            retry_backoff: Duration::from_millis(100),
+            metadata_max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The property names [`CommonConfig::set`] accepts.
+pub const COMMON_KEYS: &[&str] = &[
+    "bootstrap.servers",
+    "client.id",
+    "request.timeout.ms",
+    "socket.connection.setup.timeout.ms",
+    "retry.backoff.ms",
+    "metadata.max.age.ms",
+];
+
+impl CommonConfig {
+    /// Sets one property; `Ok(false)` when `key` is not a common property.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+        match key {
+            "bootstrap.servers" => {
+                let servers: Vec<String> = value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                if servers.is_empty() {
+                    return Err(Error::Config("bootstrap.servers is empty; give at least one host:port".into()));
+                }
+                for s in &servers {
+                    if s.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                        return Err(Error::Config(format!("bootstrap.servers entry `{s}` is not host:port")));
+                    }
+                }
+                self.bootstrap_servers = servers;
+            }
+            "client.id" => self.client_id = value.to_string(),
+            "request.timeout.ms" => self.request_timeout = parse_ms(key, value)?,
+            "socket.connection.setup.timeout.ms" => self.connect_timeout = parse_ms(key, value)?,
+            "retry.backoff.ms" => self.retry_backoff = parse_ms(key, value)?,
+            "metadata.max.age.ms" => self.metadata_max_age = parse_ms(key, value)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// Parses a millisecond property into a `Duration`.
+pub fn parse_ms(key: &str, value: &str) -> Result<Duration> {
+    let ms: u64 = parse(key, value)?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// Parses a property value, naming the key on failure.
+pub fn parse<T: FromStr>(key: &str, value: &str) -> Result<T> {
+    value.trim().parse().map_err(|_| Error::Config(format!("`{key}` = `{value}` is not a valid {}", std::any::type_name::<T>())))
+}
+
+/// Parses `true`/`false`.
+pub fn parse_bool(key: &str, value: &str) -> Result<bool> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(Error::Config(format!("`{key}` = `{value}` must be true or false"))),
+    }
+}
+
+/// The error for a key no role knows.
+pub fn unknown_key(role: &str, key: &str, known: &[&str]) -> Error {
+    let mut all: Vec<&str> = COMMON_KEYS.iter().chain(known).copied().collect();
+    all.sort();
+    Error::Config(format!("unknown {role} property `{key}`; known properties: {}", all.join(", ")))
+}

@@ -1,0 +1,239 @@
+//! One TCP connection to one broker, with pipelined requests.
+//!
+//! Callers write whole frames under an async lock (held across the write, so frames never
+//! interleave); a reader task matches responses to requests by correlation id and hands
+//! each caller its raw body through a oneshot. Decoding happens in the caller, at the
+//! version it chose. Every request has a deadline (`request.timeout.ms`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+
+/// Largest response frame accepted: bounds memory if a peer announces nonsense.
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+type Waiter = oneshot::Sender<Result<Bytes>>;
+
+struct Pending {
+    waiters: HashMap<i32, Waiter>,
+    /// Set once the connection is dead; new requests fail at once with this reason.
+    closed: Option<String>,
+}
+
+/// A connection to one broker.
+pub struct Connection {
+    addr: String,
+    client_id: StrBytes,
+    request_timeout: Duration,
+    // Async lock: the guard is held across the socket write so frames never interleave.
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    pending: Arc<Mutex<Pending>>,
+    next_correlation: AtomicI32,
+    /// API key -> (min, max) version the broker serves.
+    versions: HashMap<i16, (i16, i16)>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("addr", &self.addr).finish()
+    }
+}
+
+impl Connection {
+    /// Connects, then asks the broker which API versions it serves.
+    pub async fn connect(addr: &str, client_id: &str, connect_timeout: Duration, request_timeout: Duration) -> Result<Arc<Connection>> {
+        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(Error::Connect { addr: addr.to_string(), reason: e.to_string() }),
+            Err(_) => return Err(Error::Connect { addr: addr.to_string(), reason: format!("no answer within {} ms", connect_timeout.as_millis()) }),
+        };
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let pending = Arc::new(Mutex::new(Pending { waiters: HashMap::new(), closed: None }));
+        let reader = tokio::spawn(read_loop(read, pending.clone(), addr.to_string()));
+        let mut conn = Connection {
+            addr: addr.to_string(),
+            client_id: StrBytes::from_string(client_id.to_string()),
+            request_timeout,
+            writer: tokio::sync::Mutex::new(write),
+            pending,
+            next_correlation: AtomicI32::new(1),
+            versions: HashMap::new(),
+            reader,
+        };
+        conn.versions = conn.negotiate().await?;
+        Ok(Arc::new(conn))
+    }
+
+    async fn negotiate(&self) -> Result<HashMap<i16, (i16, i16)>> {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("samsa"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let mut body = self.round_trip(&req, 3).await?;
+        // The ApiVersions response header is always v0 (KIP-511), and a broker that does
+        // not serve v3 answers in v0 with the list it does serve.
+        let _ = ResponseHeader::decode(&mut body, 0).map_err(|e| self.protocol(e))?;
+        let resp = match ApiVersionsResponse::decode(&mut body.clone(), 3) {
+            Ok(r) if r.error_code == 0 => r,
+            _ => ApiVersionsResponse::decode(&mut body, 0).map_err(|e| self.protocol(e))?,
+        };
+        if let Some(e) = Error::broker(resp.error_code, format!("ApiVersions to {}", self.addr)) {
+            if resp.api_keys.is_empty() {
+                return Err(e);
+            }
+        }
+        Ok(resp.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect())
+    }
+
+    /// The broker's `host:port`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Whether the connection has died (a new one is needed).
+    pub fn is_closed(&self) -> bool {
+        self.pending.lock().unwrap().closed.is_some()
+    }
+
+    /// Picks the highest version of `R` both sides speak, within `min..=max`.
+    pub fn version<R: Request>(&self, min: i16, max: i16) -> Result<i16> {
+        let (bmin, bmax) = self.versions.get(&R::KEY).copied().unwrap_or((0, -1));
+        let v = max.min(bmax);
+        if v < min || v < bmin {
+            let api = ApiKey::try_from(R::KEY).map(|k| format!("{k:?}")).unwrap_or_else(|_| format!("API {}", R::KEY));
+            return Err(Error::UnsupportedVersion { addr: self.addr.clone(), api, min, max, broker_max: bmax });
+        }
+        Ok(v)
+    }
+
+    /// Sends `req` at `version` and decodes the response.
+    pub async fn send<R: Request>(&self, req: &R, version: i16) -> Result<R::Response> {
+        let mut body = self.round_trip(req, version).await?;
+        ResponseHeader::decode(&mut body, R::Response::header_version(version)).map_err(|e| self.protocol(e))?;
+        R::Response::decode(&mut body, version).map_err(|e| self.protocol(e))
+    }
+
+    /// Sends `req` and does not wait for an answer (Produce with acks=0).
+    pub async fn send_oneway<R: Request>(&self, req: &R, version: i16) -> Result<()> {
+        let (frame, _) = self.frame(req, version)?;
+        self.write(frame).await
+    }
+
+    fn protocol(&self, e: impl std::fmt::Display) -> Error {
+        Error::Protocol { addr: self.addr.clone(), reason: e.to_string() }
+    }
+
+    fn frame<R: Request>(&self, req: &R, version: i16) -> Result<(Bytes, i32)> {
+        let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(self.client_id.clone()));
+        let mut buf = BytesMut::with_capacity(256);
+        buf.put_i32(0);
+        header.encode(&mut buf, R::header_version(version)).map_err(|e| self.protocol(format!("cannot encode request header: {e}")))?;
+        req.encode(&mut buf, version).map_err(|e| self.protocol(format!("cannot encode request: {e}")))?;
+        let len = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&len.to_be_bytes());
+        Ok((buf.freeze(), correlation_id))
+    }
+
+    async fn write(&self, frame: Bytes) -> Result<()> {
+        let mut w = self.writer.lock().await;
+        if let Err(e) = w.write_all(&frame).await {
+            let reason = e.to_string();
+            close(&self.pending, &reason);
+            return Err(Error::Disconnected { addr: self.addr.clone(), reason });
+        }
+        Ok(())
+    }
+
+    /// Writes one request and waits for the response body (correlation id consumed).
+    async fn round_trip<R: Request>(&self, req: &R, version: i16) -> Result<Bytes> {
+        let (frame, correlation_id) = self.frame(req, version)?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = self.pending.lock().unwrap();
+            if let Some(reason) = &p.closed {
+                return Err(Error::Disconnected { addr: self.addr.clone(), reason: reason.clone() });
+            }
+            p.waiters.insert(correlation_id, tx);
+        }
+        // Removes the waiter if this future is dropped or times out.
+        struct Forget<'a>(&'a Mutex<Pending>, i32);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.lock().unwrap().waiters.remove(&self.1);
+            }
+        }
+        let _forget = Forget(&self.pending, correlation_id);
+        let api = ApiKey::try_from(R::KEY).map(|k| format!("{k:?}")).unwrap_or_default();
+        let exchange = async {
+            self.write(frame).await?;
+            rx.await.map_err(|_| Error::Disconnected { addr: self.addr.clone(), reason: "connection closed".into() })?
+        };
+        match tokio::time::timeout(self.request_timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout { what: format!("{api} request to {}", self.addr), after: self.request_timeout }),
+        }
+    }
+}
+
+fn close(pending: &Mutex<Pending>, reason: &str) {
+    let mut p = pending.lock().unwrap();
+    if p.closed.is_none() {
+        p.closed = Some(reason.to_string());
+    }
+    p.waiters.clear();
+}
+
+async fn read_loop(mut read: tokio::net::tcp::OwnedReadHalf, pending: Arc<Mutex<Pending>>, addr: String) {
+    let reason = loop {
+        let mut len = [0u8; 4];
+        if let Err(e) = read.read_exact(&mut len).await {
+            break if e.kind() == std::io::ErrorKind::UnexpectedEof { "the broker closed the connection".to_string() } else { e.to_string() };
+        }
+        let len = i32::from_be_bytes(len);
+        if len < 4 || len as usize > MAX_RESPONSE_BYTES {
+            break format!("response frame of {len} bytes is out of bounds");
+        }
+        let mut body = BytesMut::zeroed(len as usize);
+        if let Err(e) = read.read_exact(&mut body).await {
+            break e.to_string();
+        }
+        let correlation_id = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        let waiter = pending.lock().unwrap().waiters.remove(&correlation_id);
+        if let Some(w) = waiter {
+            // The whole body goes back: the header decoder reads the correlation id itself.
+            let _ = w.send(Ok(body.freeze()));
+        }
+    };
+    tracing::debug!(%addr, %reason, "connection closed");
+    let waiters: Vec<Waiter> = {
+        let mut p = pending.lock().unwrap();
+        p.closed.get_or_insert(reason.clone());
+        p.waiters.drain().map(|(_, w)| w).collect()
+    };
+    for w in waiters {
+        let _ = w.send(Err(Error::Disconnected { addr: addr.clone(), reason: reason.clone() }));
+    }
+}

@@ -1,0 +1,7 @@
+//! The async transport: connections to brokers and the cluster metadata view.
+
+pub mod cluster;
+pub mod conn;
+
+pub use cluster::{BrokerInfo, Cluster, Metadata, PartitionInfo, TopicInfo};
+pub use conn::Connection;
