@@ -12,6 +12,7 @@
 //! ...) or typed builders; an unknown key is an error that names it. Every call is bounded
 //! by a timeout, and failures are one [`Error`] type with Kafka codes kept as data.
 
+pub mod admin;
 pub mod config;
 pub mod error;
 pub mod net;

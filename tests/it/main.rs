@@ -3,6 +3,9 @@
 
 mod assignors;
 mod cli;
+mod cli_tools;
+mod client_consumer;
+mod client_producer;
 mod confluent;
 mod crash;
 mod kafka_python;

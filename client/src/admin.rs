@@ -1,0 +1,1 @@
+//! The admin client: topics, partitions, configs, groups, offsets and the cluster.
