@@ -14,10 +14,13 @@
 
 pub mod admin;
 pub mod config;
+pub mod consumer;
 pub mod error;
 pub mod net;
 pub mod producer;
 pub mod wire;
 
+pub use admin::{Admin, AdminConfig};
 pub use error::{Error, Result};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, RebalanceListener, TopicPartition};

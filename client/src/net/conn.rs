@@ -87,7 +87,7 @@ impl Connection {
         let req = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("samsa"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let mut body = self.round_trip(&req, 3).await?;
+        let mut body = self.round_trip(&req, 3, self.request_timeout).await?;
         // The ApiVersions response header is always v0 (KIP-511), and a broker that does
         // not serve v3 answers in v0 with the list it does serve.
         let _ = ResponseHeader::decode(&mut body, 0).map_err(|e| self.protocol(e))?;
@@ -126,7 +126,13 @@ impl Connection {
 
     /// Sends `req` at `version` and decodes the response.
     pub async fn send<R: Request>(&self, req: &R, version: i16) -> Result<R::Response> {
-        let mut body = self.round_trip(req, version).await?;
+        self.send_with_timeout(req, version, self.request_timeout).await
+    }
+
+    /// Like [`Connection::send`], with a longer deadline for calls the broker may hold
+    /// (JoinGroup waits for the whole rebalance).
+    pub async fn send_with_timeout<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<R::Response> {
+        let mut body = self.round_trip(req, version, timeout).await?;
         ResponseHeader::decode(&mut body, R::Response::header_version(version)).map_err(|e| self.protocol(e))?;
         R::Response::decode(&mut body, version).map_err(|e| self.protocol(e))
     }
@@ -168,7 +174,7 @@ impl Connection {
     }
 
     /// Writes one request and waits for the response body (correlation id consumed).
-    async fn round_trip<R: Request>(&self, req: &R, version: i16) -> Result<Bytes> {
+    async fn round_trip<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<Bytes> {
         let (frame, correlation_id) = self.frame(req, version)?;
         let (tx, rx) = oneshot::channel();
         {
@@ -191,9 +197,9 @@ impl Connection {
             self.write(frame).await?;
             rx.await.map_err(|_| Error::Disconnected { addr: self.addr.clone(), reason: "connection closed".into() })?
         };
-        match tokio::time::timeout(self.request_timeout, exchange).await {
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r,
-            Err(_) => Err(Error::Timeout { what: format!("{api} request to {}", self.addr), after: self.request_timeout }),
+            Err(_) => Err(Error::Timeout { what: format!("{api} request to {}", self.addr), after: timeout }),
         }
     }
 }

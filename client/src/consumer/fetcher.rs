@@ -1,0 +1,328 @@
+//! The fetcher task: finds starting positions, keeps one Fetch in flight per leader for
+//! partitions whose buffer is empty (so prefetch is bounded by one response per
+//! partition), and decodes record batches into per-partition buffers.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
+use kafka_protocol::ResponseError;
+use tokio::task::JoinSet;
+
+use super::config::OffsetReset;
+use super::offsets::{self, EARLIEST, LATEST};
+use super::{group, ConsumerRecord, Inner, TopicPartition};
+use crate::error::{Error, Result};
+use crate::wire::batch::BatchHeader;
+
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut tasks: JoinSet<i32> = JoinSet::new();
+    let mut busy: HashSet<i32> = HashSet::new();
+    loop {
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let wake = inner.fetch_wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        if let Err(e) = resolve_positions(&inner).await {
+            if e.is_retriable() {
+                tracing::debug!(error = %e, "cannot look up positions yet");
+            } else {
+                inner.state.lock().unwrap().error = Some(e);
+                inner.data.notify_waiters();
+            }
+            tokio::time::sleep(inner.config.common.retry_backoff).await;
+        }
+        let md = inner.cluster.metadata();
+        let mut plan: BTreeMap<i32, Vec<(TopicPartition, i64, u64)>> = BTreeMap::new();
+        let mut missing_leader = false;
+        {
+            let mut st = inner.state.lock().unwrap();
+            for (tp, ps) in st.parts.iter_mut() {
+                let Some(position) = ps.position else { continue };
+                if ps.paused || ps.fetching || !ps.buffer.is_empty() {
+                    continue;
+                }
+                match md.leader(&tp.topic, tp.partition) {
+                    Some(leader) if !busy.contains(&leader) => {
+                        ps.fetching = true;
+                        plan.entry(leader).or_default().push((tp.clone(), position, ps.epoch));
+                    }
+                    Some(_) => {}
+                    None => missing_leader = true,
+                }
+            }
+        }
+        if missing_leader || inner.cluster.is_stale() {
+            let topics: Vec<String> = inner.state.lock().unwrap().parts.keys().map(|tp| tp.topic.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            if let Err(e) = inner.cluster.refresh(Some(&topics), false).await {
+                tracing::debug!(error = %e, "consumer metadata refresh failed");
+            }
+        }
+        for (leader, parts) in plan {
+            busy.insert(leader);
+            let inner = inner.clone();
+            tasks.spawn(async move {
+                fetch(&inner, leader, parts).await;
+                leader
+            });
+        }
+        let pause = if missing_leader { inner.config.common.retry_backoff } else { Duration::from_secs(1) };
+        tokio::select! {
+            _ = &mut wake => {}
+            Some(done) = tasks.join_next() => {
+                if let Ok(leader) = done {
+                    busy.remove(&leader);
+                }
+            }
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Looks up positions for partitions that have none: the committed offset (unless a
+/// seek_to_beginning/end said otherwise), else `auto.offset.reset`.
+pub(crate) async fn resolve_positions(inner: &Arc<Inner>) -> Result<()> {
+    let wanted: Vec<(TopicPartition, Option<OffsetReset>, u64)> = {
+        let st = inner.state.lock().unwrap();
+        st.parts.iter().filter(|(_, ps)| ps.position.is_none()).map(|(tp, ps)| (tp.clone(), ps.reset, ps.epoch)).collect()
+    };
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut found: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    let ask_committed: Vec<TopicPartition> = wanted.iter().filter(|(_, r, _)| r.is_none()).map(|(tp, _, _)| tp.clone()).collect();
+    if let (Some(group_id), false) = (&inner.config.group_id, ask_committed.is_empty()) {
+        let conn = group::coordinator(inner).await?;
+        let committed = offsets::fetch_committed(&conn, group_id, &ask_committed, true)
+            .await
+            .inspect_err(|e| group::on_coordinator_error(inner, e))?;
+        found.extend(committed.into_iter().filter_map(|(tp, o)| o.map(|o| (tp, o))));
+    }
+    let mut by_policy: BTreeMap<i64, Vec<TopicPartition>> = BTreeMap::new();
+    for (tp, reset, _) in &wanted {
+        if found.contains_key(tp) {
+            continue;
+        }
+        match reset.unwrap_or(inner.config.auto_offset_reset) {
+            OffsetReset::Earliest => by_policy.entry(EARLIEST).or_default().push(tp.clone()),
+            OffsetReset::Latest => by_policy.entry(LATEST).or_default().push(tp.clone()),
+            OffsetReset::None => {
+                return Err(Error::State(format!(
+                    "{tp} has no committed offset and auto.offset.reset is none; seek to an offset first"
+                )))
+            }
+        }
+    }
+    for (ts, tps) in by_policy {
+        if inner.cluster.metadata().leader(&tps[0].topic, tps[0].partition).is_none() {
+            let topics: Vec<String> = tps.iter().map(|tp| tp.topic.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            inner.cluster.refresh(Some(&topics), false).await?;
+        }
+        let listed = offsets::list_offsets(&inner.cluster, &tps, ts, inner.config.isolation_level.wire()).await?;
+        found.extend(listed.into_iter().map(|(tp, (o, _))| (tp, o)));
+    }
+    let mut st = inner.state.lock().unwrap();
+    for (tp, _, epoch) in wanted {
+        if let (Some(ps), Some(&o)) = (st.parts.get_mut(&tp), found.get(&tp)) {
+            if ps.epoch == epoch && ps.position.is_none() {
+                ps.position = Some(o);
+                ps.reset = None;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What one partition's fetch produced.
+struct Fetched {
+    records: Vec<ConsumerRecord>,
+    /// Offset after the last complete batch (skips control batches and compacted gaps).
+    next_offset: Option<i64>,
+}
+
+async fn fetch(inner: &Arc<Inner>, leader: i32, parts: Vec<(TopicPartition, i64, u64)>) {
+    let config = &inner.config;
+    let result = async {
+        let conn = inner.cluster.broker(leader).await?;
+        let version = conn.version::<FetchRequest>(4, 12)?;
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for (tp, offset, _) in &parts {
+            let mut fp = FetchPartition::default().with_partition(tp.partition).with_fetch_offset(*offset).with_partition_max_bytes(config.max_partition_fetch_bytes);
+            if version >= 5 {
+                fp = fp.with_log_start_offset(-1);
+            }
+            if version >= 9 {
+                fp = fp.with_current_leader_epoch(-1);
+            }
+            if version >= 12 {
+                fp = fp.with_last_fetched_epoch(-1);
+            }
+            match topics.iter_mut().find(|t| *t.topic.0 == *tp.topic) {
+                Some(t) => t.partitions.push(fp),
+                None => topics.push(FetchTopic::default().with_topic(TopicName(StrBytes::from_string(tp.topic.clone()))).with_partitions(vec![fp])),
+            }
+        }
+        let mut req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(config.fetch_max_wait.as_millis().min(i32::MAX as u128) as i32)
+            .with_min_bytes(config.fetch_min_bytes)
+            .with_max_bytes(config.fetch_max_bytes)
+            .with_isolation_level(config.isolation_level.wire())
+            .with_topics(topics);
+        if version >= 7 {
+            req = req.with_session_id(0).with_session_epoch(-1);
+        }
+        let timeout = config.common.request_timeout + config.fetch_max_wait;
+        conn.send_with_timeout(&req, version, timeout).await
+    }
+    .await;
+    let requested: BTreeMap<TopicPartition, (i64, u64)> = parts.into_iter().map(|(tp, o, e)| (tp, (o, e))).collect();
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(leader, error = %e, "fetch failed");
+            if matches!(e, Error::Disconnected { .. } | Error::Connect { .. } | Error::Timeout { .. }) {
+                inner.cluster.drop_connection(leader);
+            }
+            release(inner, requested.keys());
+            tokio::time::sleep(inner.config.common.retry_backoff).await;
+            return;
+        }
+    };
+    let mut decoded: Vec<(TopicPartition, i64, Result<Fetched, ResponseError>)> = Vec::new();
+    let mut stale_metadata = false;
+    for t in response.responses {
+        for p in t.partitions {
+            let tp = TopicPartition::new(t.topic.0.to_string(), p.partition_index);
+            let Some(&(offset, _)) = requested.get(&tp) else { continue };
+            let outcome = match ResponseError::try_from_code(p.error_code) {
+                None => Ok(decode(&tp, offset, p.records, p.aborted_transactions.unwrap_or_default().iter().map(|a| (a.producer_id.0, a.first_offset)).collect())),
+                Some(e) => {
+                    stale_metadata |= matches!(
+                        e,
+                        ResponseError::NotLeaderOrFollower
+                            | ResponseError::UnknownTopicOrPartition
+                            | ResponseError::LeaderNotAvailable
+                            | ResponseError::FencedLeaderEpoch
+                            | ResponseError::UnknownLeaderEpoch
+                    );
+                    Err(e)
+                }
+            };
+            decoded.push((tp, p.high_watermark, outcome));
+        }
+    }
+    let mut arrived = false;
+    {
+        let mut st = inner.state.lock().unwrap();
+        for (tp, high_watermark, outcome) in decoded {
+            let (offset, epoch) = requested[&tp];
+            let Some(ps) = st.parts.get_mut(&tp) else { continue };
+            if ps.epoch != epoch || ps.position != Some(offset) {
+                continue; // a seek or poll moved on while this fetch was out
+            }
+            ps.high_watermark = high_watermark;
+            match outcome {
+                Ok(f) => {
+                    if f.records.is_empty() {
+                        if let Some(next) = f.next_offset.filter(|n| *n > offset) {
+                            ps.position = Some(next);
+                        }
+                    } else {
+                        arrived = true;
+                        ps.buffer.extend(f.records);
+                    }
+                }
+                Err(ResponseError::OffsetOutOfRange) => {
+                    tracing::info!(%tp, offset, "offset out of range; resetting by auto.offset.reset");
+                    ps.position = None;
+                }
+                Err(e) => tracing::debug!(%tp, error = %e, "fetch error"),
+            }
+        }
+    }
+    release(inner, requested.keys());
+    if arrived {
+        inner.data.notify_waiters();
+    }
+    if stale_metadata {
+        let topics: Vec<String> = requested.keys().map(|tp| tp.topic.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let _ = inner.cluster.refresh(Some(&topics), false).await;
+        tokio::time::sleep(inner.config.common.retry_backoff).await;
+    }
+}
+
+fn release<'a>(inner: &Inner, tps: impl Iterator<Item = &'a TopicPartition>) {
+    let mut st = inner.state.lock().unwrap();
+    for tp in tps {
+        if let Some(ps) = st.parts.get_mut(tp) {
+            ps.fetching = false;
+        }
+    }
+}
+
+/// Decodes the complete batches in `records`, skipping control batches, records before
+/// `from`, and (read_committed) batches of aborted transactions.
+fn decode(tp: &TopicPartition, from: i64, records: Option<Bytes>, aborted: Vec<(i64, i64)>) -> Fetched {
+    let mut out = Fetched { records: Vec::new(), next_offset: None };
+    let Some(bytes) = records else { return out };
+    let mut aborted: Vec<(i64, i64)> = aborted;
+    aborted.sort_by_key(|(_, first)| *first);
+    let mut aborted = aborted.into_iter().peekable();
+    let mut active_aborted: HashSet<i64> = HashSet::new();
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let Ok(header) = BatchHeader::parse(&bytes[pos..]) else { break };
+        let len = header.total_len();
+        if pos + len > bytes.len() {
+            break; // a partial batch at the end of the response
+        }
+        let batch = bytes.slice(pos..pos + len);
+        pos += len;
+        out.next_offset = Some(header.last_offset() + 1);
+        while let Some(&(pid, _)) = aborted.peek().filter(|(_, first)| *first <= header.last_offset()) {
+            active_aborted.insert(pid);
+            aborted.next();
+        }
+        if header.is_control() {
+            // An abort or commit marker ends that producer's transaction.
+            active_aborted.remove(&header.producer_id);
+            continue;
+        }
+        if header.is_transactional() && active_aborted.contains(&header.producer_id) {
+            continue;
+        }
+        let mut buf = batch;
+        let set = match RecordBatchDecoder::decode(&mut buf) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%tp, error = %e, "skipping a batch that does not decode");
+                continue;
+            }
+        };
+        for r in set.records {
+            if r.offset < from {
+                continue;
+            }
+            out.records.push(ConsumerRecord {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                log_append_time: r.timestamp_type == TimestampType::LogAppend,
+                key: r.key,
+                value: r.value,
+                headers: r.headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            });
+        }
+    }
+    out
+}

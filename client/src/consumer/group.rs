@@ -1,0 +1,410 @@
+//! The group task: finds the coordinator, joins and syncs (running the assignor when
+//! this member leads), heartbeats, auto-commits, and handles rebalances, eager (`range`:
+//! revoke everything first) or cooperative (`cooperative-sticky`: revoke only what moves).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::assignor::{self, Assignor};
+use super::{committer, offsets, positions, Inner, PartState, Subscription, TopicPartition};
+use crate::error::{Error, Result};
+use crate::net::Connection;
+
+fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+fn group_id(inner: &Inner) -> Result<&str> {
+    inner.config.group_id.as_deref().ok_or_else(|| Error::Config("this needs `group.id`; set it in the consumer config".into()))
+}
+
+/// The group coordinator's connection (cached node id).
+pub(crate) async fn coordinator(inner: &Inner) -> Result<Arc<Connection>> {
+    let group = group_id(inner)?;
+    let cached = *inner.coordinator.lock().unwrap();
+    if let Some(node) = cached {
+        match inner.cluster.broker(node).await {
+            Ok(c) => return Ok(c),
+            Err(_) => *inner.coordinator.lock().unwrap() = None,
+        }
+    }
+    let (node, conn) = inner.cluster.coordinator(group, 0).await?;
+    *inner.coordinator.lock().unwrap() = Some(node);
+    Ok(conn)
+}
+
+/// Forgets the coordinator when an error says it moved or went away.
+pub(crate) fn on_coordinator_error(inner: &Inner, e: &Error) {
+    let moved = match e {
+        Error::Broker { error, .. } => matches!(error, ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable),
+        Error::Disconnected { .. } | Error::Connect { .. } | Error::Timeout { .. } => true,
+        _ => false,
+    };
+    if moved {
+        *inner.coordinator.lock().unwrap() = None;
+    }
+}
+
+/// Commits offsets as the current member (or as a simple client outside a group).
+pub(crate) async fn commit(inner: &Inner, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+    let group = group_id(inner)?;
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let who = committer(&inner.state.lock().unwrap(), &inner.config);
+    let conn = coordinator(inner).await?;
+    offsets::commit(&conn, group, &who, offsets).await.inspect_err(|e| on_coordinator_error(inner, e))
+}
+
+fn listener(inner: &Inner) -> Option<Arc<dyn super::RebalanceListener>> {
+    inner.listener.lock().unwrap().clone()
+}
+
+/// Sends LeaveGroup (best effort) and drops every partition as revoked.
+pub(crate) async fn leave(inner: &Inner, reason: &str) {
+    let (member_id, owned) = {
+        let st = inner.state.lock().unwrap();
+        (st.member_id.clone(), st.parts.keys().cloned().collect::<Vec<_>>())
+    };
+    if !owned.is_empty() {
+        if let Some(l) = listener(inner) {
+            l.on_partitions_revoked(&owned);
+        }
+    }
+    if !member_id.is_empty() {
+        if let Ok(group) = group_id(inner) {
+            if let Ok(conn) = coordinator(inner).await {
+                if let Ok(version) = conn.version::<LeaveGroupRequest>(1, 4) {
+                    let mut req = LeaveGroupRequest::default().with_group_id(GroupId(sb(group)));
+                    if version >= 3 {
+                        req = req.with_members(vec![MemberIdentity::default()
+                            .with_member_id(sb(&member_id))
+                            .with_group_instance_id(inner.config.group_instance_id.as_deref().map(sb))]);
+                    } else {
+                        req = req.with_member_id(sb(&member_id));
+                    }
+                    if let Err(e) = conn.send(&req, version).await {
+                        tracing::debug!(error = %e, "LeaveGroup failed");
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!(group = ?inner.config.group_id, reason, "left the group");
+    let mut st = inner.state.lock().unwrap();
+    st.parts.clear();
+    st.member_id.clear();
+    st.generation = -1;
+    st.protocol = None;
+}
+
+/// Drops every partition as lost (the member was fenced) and resets the membership.
+fn lose(inner: &Inner, forget_member: bool) {
+    let owned: Vec<TopicPartition> = {
+        let mut st = inner.state.lock().unwrap();
+        st.generation = -1;
+        st.protocol = None;
+        st.rejoin = true;
+        if forget_member {
+            st.member_id.clear();
+        }
+        std::mem::take(&mut st.parts).into_keys().collect()
+    };
+    if !owned.is_empty() {
+        tracing::warn!(group = ?inner.config.group_id, partitions = owned.len(), "lost partitions: this member was fenced from the group");
+        if let Some(l) = listener(inner) {
+            l.on_partitions_lost(&owned);
+        }
+    }
+}
+
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let config = &inner.config;
+    let mut next_heartbeat = Instant::now();
+    let mut next_commit = Instant::now() + config.auto_commit_interval;
+    let mut known_topics: BTreeSet<String> = BTreeSet::new();
+    let mut next_pattern_check = Instant::now() + config.common.metadata_max_age;
+    loop {
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let wake = inner.group_wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        let (subscription, rejoin, left, last_poll) = {
+            let st = inner.state.lock().unwrap();
+            (st.subscription.clone(), st.rejoin || st.generation < 0, st.left_for_poll_timeout, st.last_poll)
+        };
+        if matches!(subscription, Subscription::None) || left {
+            wake.await;
+            continue;
+        }
+        if last_poll.elapsed() > config.max_poll_interval {
+            tracing::warn!(
+                group = ?config.group_id,
+                "no poll() for longer than max.poll.interval.ms ({} ms): leaving the group; the next poll rejoins",
+                config.max_poll_interval.as_millis()
+            );
+            leave(&inner, "max.poll.interval.ms exceeded").await;
+            inner.state.lock().unwrap().left_for_poll_timeout = true;
+            continue;
+        }
+        if rejoin {
+            match join_and_sync(&inner, &subscription).await {
+                Ok(topics) => {
+                    known_topics = topics;
+                    next_heartbeat = Instant::now() + config.heartbeat_interval;
+                    inner.fetch_wake.notify_one();
+                }
+                Err(e) => {
+                    tracing::info!(group = ?config.group_id, error = %e, "join failed; retrying");
+                    on_coordinator_error(&inner, &e);
+                    if !e.is_retriable() && !matches!(e, Error::Broker { .. }) {
+                        inner.state.lock().unwrap().error = Some(e);
+                        inner.data.notify_waiters();
+                    }
+                    tokio::time::sleep(config.common.retry_backoff).await;
+                }
+            }
+            continue;
+        }
+        let now = Instant::now();
+        if now >= next_heartbeat {
+            heartbeat(&inner).await;
+            next_heartbeat = Instant::now() + config.heartbeat_interval;
+        }
+        if config.enable_auto_commit && now >= next_commit {
+            let offsets = positions(&inner.state.lock().unwrap());
+            if let Err(e) = commit(&inner, &offsets).await {
+                tracing::info!(error = %e, "auto-commit failed");
+            }
+            next_commit = Instant::now() + config.auto_commit_interval;
+        }
+        if let Subscription::Pattern(p) = &subscription {
+            if now >= next_pattern_check {
+                next_pattern_check = now + config.common.metadata_max_age;
+                if let Ok(topics) = matching_topics(&inner, p).await {
+                    if topics != known_topics {
+                        inner.state.lock().unwrap().rejoin = true;
+                        continue;
+                    }
+                }
+            }
+        }
+        let mut until = next_heartbeat;
+        if config.enable_auto_commit {
+            until = until.min(next_commit);
+        }
+        tokio::select! {
+            _ = &mut wake => {}
+            _ = tokio::time::sleep_until(until.into()) => {}
+        }
+    }
+}
+
+async fn matching_topics(inner: &Inner, pattern: &str) -> Result<BTreeSet<String>> {
+    let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| Error::Config(format!("bad topic pattern: {e}")))?;
+    let md = inner.cluster.refresh(None, false).await?;
+    Ok(md.topics.values().filter(|t| !t.internal && re.is_match(&t.name)).map(|t| t.name.clone()).collect())
+}
+
+async fn heartbeat(inner: &Inner) {
+    let Ok(group) = group_id(inner) else { return };
+    let (generation, member_id) = {
+        let st = inner.state.lock().unwrap();
+        (st.generation, st.member_id.clone())
+    };
+    let result = async {
+        let conn = coordinator(inner).await?;
+        let version = conn.version::<HeartbeatRequest>(1, 4)?;
+        let mut req = HeartbeatRequest::default().with_group_id(GroupId(sb(group))).with_generation_id(generation).with_member_id(sb(&member_id));
+        if version >= 3 {
+            req = req.with_group_instance_id(inner.config.group_instance_id.as_deref().map(sb));
+        }
+        conn.send(&req, version).await
+    }
+    .await;
+    match result {
+        Ok(resp) => match ResponseError::try_from_code(resp.error_code) {
+            None => {}
+            Some(ResponseError::RebalanceInProgress) => {
+                tracing::debug!("rebalance in progress; rejoining");
+                inner.state.lock().unwrap().rejoin = true;
+            }
+            Some(ResponseError::UnknownMemberId) | Some(ResponseError::FencedInstanceId) => lose(inner, true),
+            Some(ResponseError::IllegalGeneration) => lose(inner, false),
+            Some(e) => {
+                let err = Error::Broker { error: e, context: "heartbeat".into() };
+                on_coordinator_error(inner, &err);
+                tracing::debug!(error = %err, "heartbeat failed");
+            }
+        },
+        Err(e) => {
+            on_coordinator_error(inner, &e);
+            tracing::debug!(error = %e, "heartbeat failed");
+        }
+    }
+}
+
+/// One JoinGroup + SyncGroup round; applies the assignment. Returns the subscribed topics.
+async fn join_and_sync(inner: &Inner, subscription: &Subscription) -> Result<BTreeSet<String>> {
+    let config = &inner.config;
+    let group = group_id(inner)?;
+    let topics: BTreeSet<String> = match subscription {
+        Subscription::Topics(t) => t.clone(),
+        Subscription::Pattern(p) => matching_topics(inner, p).await?,
+        Subscription::None => return Ok(BTreeSet::new()),
+    };
+    let topic_list: Vec<String> = topics.iter().cloned().collect();
+    // Eager protocols give everything back before joining.
+    let (eager_before, owned): (bool, Vec<TopicPartition>) = {
+        let st = inner.state.lock().unwrap();
+        (st.protocol.is_none_or(|p| !p.is_cooperative()), st.parts.keys().cloned().collect())
+    };
+    let owned = if eager_before && !owned.is_empty() {
+        if config.enable_auto_commit {
+            let offsets = positions(&inner.state.lock().unwrap());
+            if let Err(e) = commit(inner, &offsets).await {
+                tracing::info!(error = %e, "commit before rebalance failed");
+            }
+        }
+        if let Some(l) = listener(inner) {
+            l.on_partitions_revoked(&owned);
+        }
+        inner.state.lock().unwrap().parts.clear();
+        Vec::new()
+    } else {
+        owned
+    };
+
+    let conn = coordinator(inner).await?;
+    let join_version = conn.version::<JoinGroupRequest>(2, 7)?;
+    let protocols: Vec<JoinGroupRequestProtocol> = config
+        .assignors
+        .iter()
+        .map(|a| {
+            let owned_here: &[TopicPartition] = if a.is_cooperative() { &owned } else { &[] };
+            JoinGroupRequestProtocol::default().with_name(sb(a.name())).with_metadata(assignor::encode_subscription(&topic_list, owned_here))
+        })
+        .collect();
+    let join = loop {
+        let member_id = inner.state.lock().unwrap().member_id.clone();
+        let mut req = JoinGroupRequest::default()
+            .with_group_id(GroupId(sb(group)))
+            .with_session_timeout_ms(config.session_timeout.as_millis() as i32)
+            .with_rebalance_timeout_ms(config.max_poll_interval.as_millis().min(i32::MAX as u128) as i32)
+            .with_member_id(sb(&member_id))
+            .with_protocol_type(sb("consumer"))
+            .with_protocols(protocols.clone());
+        if join_version >= 5 {
+            req = req.with_group_instance_id(config.group_instance_id.as_deref().map(sb));
+        }
+        let resp = conn
+            .send_with_timeout(&req, join_version, config.max_poll_interval + config.common.request_timeout)
+            .await?;
+        match ResponseError::try_from_code(resp.error_code) {
+            None => break resp,
+            Some(ResponseError::MemberIdRequired) => inner.state.lock().unwrap().member_id = resp.member_id.to_string(),
+            Some(ResponseError::UnknownMemberId) => lose(inner, true),
+            Some(error) => return Err(Error::Broker { error, context: format!("join group `{group}`") }),
+        }
+    };
+    let member_id = join.member_id.to_string();
+    let protocol_name = join.protocol_name.as_ref().map(|s| s.to_string()).unwrap_or_default();
+    let protocol = Assignor::parse(&protocol_name).ok_or_else(|| Error::Protocol {
+        addr: conn.addr().to_string(),
+        reason: format!("the group chose assignor `{protocol_name}`, which this client does not know"),
+    })?;
+    {
+        let mut st = inner.state.lock().unwrap();
+        st.member_id = member_id.clone();
+        st.generation = join.generation_id;
+    }
+    let assignments: Vec<SyncGroupRequestAssignment> = if join.leader.as_str() == member_id {
+        let members: Vec<assignor::MemberSubscription> =
+            join.members.iter().filter_map(|m| assignor::decode_subscription(m.member_id.as_str(), m.metadata.clone())).collect();
+        let all_topics: Vec<String> = members.iter().flat_map(|m| m.topics.iter().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
+        let md = inner.cluster.refresh(Some(&all_topics), config.allow_auto_create_topics).await?;
+        let counts: HashMap<String, i32> = md.topics.iter().filter(|(t, _)| all_topics.contains(t)).map(|(t, i)| (t.clone(), i.partitions.len() as i32)).collect();
+        let plan = assignor::assign(protocol, &members, &counts);
+        tracing::debug!(generation = join.generation_id, ?plan, "leader assigned partitions");
+        plan.into_iter().map(|(m, tps)| SyncGroupRequestAssignment::default().with_member_id(sb(&m)).with_assignment(assignor::encode_assignment(&tps))).collect()
+    } else {
+        Vec::new()
+    };
+    let sync_version = conn.version::<SyncGroupRequest>(1, 5)?;
+    let mut req = SyncGroupRequest::default()
+        .with_group_id(GroupId(sb(group)))
+        .with_generation_id(join.generation_id)
+        .with_member_id(sb(&member_id))
+        .with_assignments(assignments);
+    if sync_version >= 3 {
+        req = req.with_group_instance_id(config.group_instance_id.as_deref().map(sb));
+    }
+    if sync_version >= 5 {
+        req = req.with_protocol_type(Some(sb("consumer"))).with_protocol_name(Some(sb(protocol.name())));
+    }
+    let sync = conn.send_with_timeout(&req, sync_version, config.max_poll_interval + config.common.request_timeout).await?;
+    match ResponseError::try_from_code(sync.error_code) {
+        None => {}
+        Some(ResponseError::UnknownMemberId) => {
+            lose(inner, true);
+            return Err(Error::Broker { error: ResponseError::UnknownMemberId, context: format!("sync group `{group}`") });
+        }
+        Some(ResponseError::IllegalGeneration) => {
+            lose(inner, false);
+            return Err(Error::Broker { error: ResponseError::IllegalGeneration, context: format!("sync group `{group}`") });
+        }
+        Some(error) => return Err(Error::Broker { error, context: format!("sync group `{group}`") }),
+    }
+    let assigned: BTreeSet<TopicPartition> = assignor::decode_assignment(sync.assignment.clone())
+        .ok_or_else(|| Error::Protocol { addr: conn.addr().to_string(), reason: "the group leader sent an assignment that does not decode".into() })?
+        .into_iter()
+        .collect();
+    apply(inner, protocol, assigned).await;
+    Ok(topics)
+}
+
+async fn apply(inner: &Inner, protocol: Assignor, assigned: BTreeSet<TopicPartition>) {
+    let owned: BTreeSet<TopicPartition> = inner.state.lock().unwrap().parts.keys().cloned().collect();
+    let revoked: Vec<TopicPartition> = owned.difference(&assigned).cloned().collect();
+    let added: Vec<TopicPartition> = assigned.difference(&owned).cloned().collect();
+    if !revoked.is_empty() {
+        if inner.config.enable_auto_commit {
+            let offsets: BTreeMap<TopicPartition, i64> =
+                positions(&inner.state.lock().unwrap()).into_iter().filter(|(tp, _)| revoked.contains(tp)).collect();
+            if let Err(e) = commit(inner, &offsets).await {
+                tracing::info!(error = %e, "commit of revoked partitions failed");
+            }
+        }
+        if let Some(l) = listener(inner) {
+            l.on_partitions_revoked(&revoked);
+        }
+    }
+    {
+        let mut st = inner.state.lock().unwrap();
+        for tp in &revoked {
+            st.parts.remove(tp);
+        }
+        for tp in &added {
+            st.parts.insert(tp.clone(), PartState::default());
+        }
+        st.protocol = Some(protocol);
+        // Cooperative: what was revoked can now go to its new owner in another round.
+        st.rejoin = protocol.is_cooperative() && !revoked.is_empty();
+    }
+    tracing::info!(group = ?inner.config.group_id, assigned = assigned.len(), added = added.len(), revoked = revoked.len(), "joined the group");
+    if let Some(l) = listener(inner) {
+        l.on_partitions_assigned(&added);
+    }
+}
+
