@@ -1,1 +1,0 @@
-//! The admin client: topics, partitions, configs, groups, offsets and the cluster.
