@@ -232,10 +232,9 @@ async fn consume(c: Common) -> Result<(), String> {
     let admin = Admin::connect(&c.bootstrap).await.map_err(|e| e.to_string())?;
     let info = admin.describe_topics(std::slice::from_ref(&c.topic)).await.map_err(|e| e.to_string())?;
     let tps: Vec<TopicPartition> = info[0].partitions.iter().map(|p| TopicPartition::new(&c.topic, p.partition)).collect();
-    let pairs: Vec<(String, i32)> = tps.iter().map(|tp| (tp.topic.clone(), tp.partition)).collect();
-    let ends = admin.list_offsets(&pairs, samsa_client::admin::OffsetSpec::Latest).await.map_err(|e| e.to_string())?;
-    let starts = admin.list_offsets(&pairs, samsa_client::admin::OffsetSpec::Earliest).await.map_err(|e| e.to_string())?;
-    let have: i64 = pairs.iter().map(|tp| ends[tp].0 - starts[tp].0).sum();
+    let ends = admin.list_offsets(&tps, samsa_client::admin::OffsetSpec::Latest).await.map_err(|e| e.to_string())?;
+    let starts = admin.list_offsets(&tps, samsa_client::admin::OffsetSpec::Earliest).await.map_err(|e| e.to_string())?;
+    let have: i64 = tps.iter().map(|tp| ends[tp].0 - starts[tp].0).sum();
     let want = c.count as i64;
     if have < want {
         eprintln!("filling `{}` with {} more records first", c.topic, want - have);

@@ -126,7 +126,7 @@ async fn describe_one(admin: &Admin, group: &str) -> Result<GroupDescription, St
 async fn log_ends(admin: &Admin, partitions: &BTreeSet<TopicPartition>) -> Result<BTreeMap<TopicPartition, i64>, String> {
     let mut by_topic: BTreeMap<&str, Vec<TopicPartition>> = BTreeMap::new();
     for tp in partitions {
-        by_topic.entry(tp.0.as_str()).or_default().push(tp.clone());
+        by_topic.entry(tp.topic.as_str()).or_default().push(tp.clone());
     }
     let mut out = BTreeMap::new();
     for tps in by_topic.values() {
@@ -151,7 +151,7 @@ async fn describe(admin: &Admin, group: &str) -> Result<(), String> {
     for (i, m) in desc.members.iter().enumerate() {
         for (t, ps) in &m.assignment {
             for p in ps {
-                owners.insert((t.clone(), *p), i);
+                owners.insert(TopicPartition::new(t.clone(), *p), i);
             }
         }
     }
@@ -164,7 +164,7 @@ async fn describe(admin: &Admin, group: &str) -> Result<(), String> {
         let current = committed.get(tp).copied();
         let end = ends.get(tp).copied();
         let lag = current.zip(end).map(|(c, e)| e - c);
-        let mut row = vec![tp.0.clone(), tp.1.to_string(), opt(current), opt(end), opt(lag)];
+        let mut row = vec![tp.topic.clone(), tp.partition.to_string(), opt(current), opt(end), opt(lag)];
         match owners.get(tp).map(|&i| &desc.members[i]) {
             Some(m) => row.extend([m.member_id.clone(), m.client_host.clone(), m.client_id.clone()]),
             None => row.extend(["-".to_string(), "-".to_string(), "-".to_string()]),
@@ -190,7 +190,7 @@ async fn reset_offsets(admin: &Admin, group: &str, topics: &[String], target: &R
     }
     let mut partitions: Vec<TopicPartition> = Vec::new();
     for t in admin.describe_topics(topics).await.map_err(text)? {
-        partitions.extend(t.partitions.iter().map(|p| (t.name.clone(), p.partition)));
+        partitions.extend(t.partitions.iter().map(|p| TopicPartition::new(t.name.clone(), p.partition)));
     }
     let earliest = admin.list_offsets(&partitions, OffsetSpec::Earliest).await.map_err(text)?;
     let latest = admin.list_offsets(&partitions, OffsetSpec::Latest).await.map_err(text)?;
@@ -217,7 +217,7 @@ async fn reset_offsets(admin: &Admin, group: &str, topics: &[String], target: &R
         plan.insert(tp.clone(), new);
     }
     let rows: Vec<Vec<String>> =
-        plan.iter().map(|(tp, new)| vec![tp.0.clone(), tp.1.to_string(), opt(current.get(tp).copied()), new.to_string()]).collect();
+        plan.iter().map(|(tp, new)| vec![tp.topic.clone(), tp.partition.to_string(), opt(current.get(tp).copied()), new.to_string()]).collect();
     print_table(&["TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"], &rows);
     if execute {
         admin.alter_group_offsets(group, &plan).await.map_err(text)?;

@@ -13,7 +13,7 @@ pub enum Error {
     Connect {
         /// The `host:port` tried.
         addr: String,
-        /// Why the connection failed, in the OS's words.
+        /// Why the connection failed, e.g. "connection refused".
         reason: String,
     },
     /// A configuration property is unknown or has a bad value.

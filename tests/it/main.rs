@@ -5,6 +5,7 @@ mod assignors;
 mod cli;
 mod cli_tools;
 mod client_consumer;
+mod client_interop;
 mod client_producer;
 mod confluent;
 mod crash;

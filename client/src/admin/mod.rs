@@ -27,10 +27,11 @@ use std::sync::Arc;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+pub use crate::consumer::TopicPartition;
 pub use crate::net::{BrokerInfo, PartitionInfo, TopicInfo};
 pub use configs::{ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{decode_assignment, GroupDescription, GroupListing, MemberDescription};
-pub use offsets::{OffsetSpec, TopicPartition};
+pub use offsets::OffsetSpec;
 pub use topics::NewTopic;
 
 use crate::config::{unknown_key, CommonConfig};

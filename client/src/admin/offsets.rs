@@ -10,6 +10,7 @@ use kafka_protocol::messages::{BrokerId, GroupId, ListOffsetsRequest, OffsetComm
 use kafka_protocol::ResponseError;
 
 use super::{check, check_topic, Admin};
+use crate::consumer::TopicPartition;
 use crate::error::{Error, Result};
 use crate::net::cluster::sb;
 
@@ -42,13 +43,10 @@ impl OffsetSpec {
     }
 }
 
-/// A partition: topic name and index.
-pub type TopicPartition = (String, i32);
-
 fn by_topic<'a, V: Copy>(items: impl IntoIterator<Item = (&'a TopicPartition, V)>) -> BTreeMap<&'a str, Vec<(i32, V)>> {
     let mut out: BTreeMap<&str, Vec<(i32, V)>> = BTreeMap::new();
-    for ((t, p), v) in items {
-        out.entry(t.as_str()).or_default().push((*p, v));
+    for (tp, v) in items {
+        out.entry(tp.topic.as_str()).or_default().push((tp.partition, v));
     }
     out
 }
@@ -109,15 +107,15 @@ impl Admin {
     }
 
     async fn list_offsets_once(&self, partitions: &[TopicPartition], spec: OffsetSpec) -> Result<BTreeMap<TopicPartition, (i64, i64)>> {
-        let mut topics: Vec<String> = partitions.iter().map(|(t, _)| t.clone()).collect();
+        let mut topics: Vec<String> = partitions.iter().map(|tp| tp.topic.clone()).collect();
         topics.sort();
         topics.dedup();
         let md = self.cluster.refresh(Some(&topics), false).await?;
         let mut by_leader: BTreeMap<i32, Vec<&TopicPartition>> = BTreeMap::new();
         for tp in partitions {
-            let (t, p) = tp;
+            let (t, p) = (&tp.topic, tp.partition);
             let info = md.topics.get(t).ok_or_else(|| Error::UnknownTopic(t.clone()))?;
-            let part = info.partitions.iter().find(|x| x.partition == *p).ok_or_else(|| Error::Broker {
+            let part = info.partitions.iter().find(|x| x.partition == p).ok_or_else(|| Error::Broker {
                 error: ResponseError::UnknownTopicOrPartition,
                 context: format!("list offsets of `{t}` partition {p} (the topic has {} partitions)", info.partitions.len()),
             })?;
@@ -136,11 +134,12 @@ impl Admin {
                 for p in t.partitions {
                     let idx = p.partition_index;
                     check_topic(p.error_code, None, &name, || format!("list offsets of `{name}` partition {idx}"))?;
-                    out.insert((name.clone(), idx), (p.offset, p.timestamp));
+                    out.insert(TopicPartition::new(name.clone(), idx), (p.offset, p.timestamp));
                 }
             }
         }
-        if let Some((t, p)) = partitions.iter().find(|tp| !out.contains_key(*tp)) {
+        if let Some(tp) = partitions.iter().find(|tp| !out.contains_key(*tp)) {
+            let (t, p) = (&tp.topic, tp.partition);
             return Err(Error::Protocol { addr: String::new(), reason: format!("ListOffsets response has no result for `{t}` partition {p}") });
         }
         Ok(out)
@@ -176,7 +175,7 @@ impl Admin {
         for (topic, p, offset, code) in rows {
             check(code, None, || format!("fetch committed offset of group `{group}` for `{topic}` partition {p}"))?;
             if offset >= 0 {
-                out.insert((topic, p), offset);
+                out.insert(TopicPartition::new(topic, p), offset);
             }
         }
         Ok(out)
@@ -215,7 +214,7 @@ mod tests {
 
     #[test]
     fn requests_encode_at_every_allowed_version() {
-        let tps = [("a".to_string(), 0), ("a".to_string(), 1), ("b".to_string(), 0)];
+        let tps = [TopicPartition::new("a", 0), TopicPartition::new("a", 1), TopicPartition::new("b", 0)];
         let refs: Vec<&TopicPartition> = tps.iter().collect();
         for v in LIST_OFFSETS.0..=LIST_OFFSETS.1 {
             list_offsets_request(&refs, OffsetSpec::Timestamp(1_700_000_000_000)).encode(&mut BytesMut::new(), v).unwrap();
@@ -231,7 +230,7 @@ mod tests {
 
     #[test]
     fn requests_group_partitions_by_topic() {
-        let tps = [("b".to_string(), 3), ("a".to_string(), 1), ("b".to_string(), 0)];
+        let tps = [TopicPartition::new("b", 3), TopicPartition::new("a", 1), TopicPartition::new("b", 0)];
         let refs: Vec<&TopicPartition> = tps.iter().collect();
         let req = list_offsets_request(&refs, OffsetSpec::Earliest);
         assert_eq!(req.replica_id, BrokerId(-1));
@@ -239,7 +238,7 @@ mod tests {
             req.topics.iter().map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| (p.partition_index, p.timestamp)).collect())).collect();
         assert_eq!(shape, vec![("a".to_string(), vec![(1, -2)]), ("b".to_string(), vec![(3, -2), (0, -2)])]);
 
-        let offsets: BTreeMap<TopicPartition, i64> = [(("t".to_string(), 1), 9), (("t".to_string(), 0), 4)].into_iter().collect();
+        let offsets: BTreeMap<TopicPartition, i64> = [(TopicPartition::new("t", 1), 9), (TopicPartition::new("t", 0), 4)].into_iter().collect();
         let commit = offset_commit_request("g", &offsets);
         assert_eq!((commit.generation_id_or_member_epoch, &*commit.member_id), (-1, ""));
         let parts: Vec<(i32, i64)> = commit.topics[0].partitions.iter().map(|p| (p.partition_index, p.committed_offset)).collect();

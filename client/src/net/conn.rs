@@ -62,7 +62,7 @@ impl Connection {
     pub async fn connect(addr: &str, client_id: &str, connect_timeout: Duration, request_timeout: Duration) -> Result<Arc<Connection>> {
         let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Error::Connect { addr: addr.to_string(), reason: e.to_string() }),
+            Ok(Err(e)) => return Err(Error::Connect { addr: addr.to_string(), reason: connect_reason(&e) }),
             Err(_) => return Err(Error::Connect { addr: addr.to_string(), reason: format!("no answer within {} ms", connect_timeout.as_millis()) }),
         };
         let _ = stream.set_nodelay(true);
@@ -173,8 +173,32 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes one request and waits for the response body (correlation id consumed).
+    /// Writes one request and waits for the response body.
     async fn round_trip<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<Bytes> {
+        self.write_request(req, version, timeout).await?.await
+    }
+
+    /// Writes `req` now and returns a future of the decoded response. Requests written
+    /// by successive calls reach the broker in call order, so a caller that must keep
+    /// order (the producer) writes in order and awaits the answers concurrently.
+    pub async fn start<R>(&self, req: &R, version: i16) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static>
+    where
+        R: Request,
+        R::Response: Send + 'static,
+    {
+        let body = self.write_request(req, version, self.request_timeout).await?;
+        let addr = self.addr.clone();
+        Ok(async move {
+            let mut body = body.await?;
+            let protocol = |e: String| Error::Protocol { addr: addr.clone(), reason: e };
+            ResponseHeader::decode(&mut body, R::Response::header_version(version)).map_err(|e| protocol(e.to_string()))?;
+            R::Response::decode(&mut body, version).map_err(|e| protocol(e.to_string()))
+        })
+    }
+
+    /// Registers a waiter, writes the frame, and returns a future of the response body
+    /// bounded by `timeout` (counted from the write).
+    async fn write_request<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<impl std::future::Future<Output = Result<Bytes>> + Send + 'static> {
         let (frame, correlation_id) = self.frame(req, version)?;
         let (tx, rx) = oneshot::channel();
         {
@@ -184,23 +208,38 @@ impl Connection {
             }
             p.waiters.insert(correlation_id, tx);
         }
-        // Removes the waiter if this future is dropped or times out.
-        struct Forget<'a>(&'a Mutex<Pending>, i32);
-        impl Drop for Forget<'_> {
+        // Removes the waiter if the response future is dropped or times out.
+        struct Forget(Arc<Mutex<Pending>>, i32);
+        impl Drop for Forget {
             fn drop(&mut self) {
                 self.0.lock().unwrap().waiters.remove(&self.1);
             }
         }
-        let _forget = Forget(&self.pending, correlation_id);
+        let forget = Forget(self.pending.clone(), correlation_id);
         let api = ApiKey::try_from(R::KEY).map(|k| format!("{k:?}")).unwrap_or_default();
-        let exchange = async {
-            self.write(frame).await?;
-            rx.await.map_err(|_| Error::Disconnected { addr: self.addr.clone(), reason: "connection closed".into() })?
-        };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout { what: format!("{api} request to {}", self.addr), after: timeout }),
+        match tokio::time::timeout(timeout, self.write(frame)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(Error::Timeout { what: format!("writing a {api} request to {}", self.addr), after: timeout }),
         }
+        let addr = self.addr.clone();
+        Ok(async move {
+            let _forget = forget;
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(Error::Disconnected { addr, reason: "connection closed".into() }),
+                Err(_) => Err(Error::Timeout { what: format!("{api} request to {addr}"), after: timeout }),
+            }
+        })
+    }
+}
+
+/// Why a TCP connect failed, worded to read well inside [`Error::Connect`]: a refused
+/// connection is just "connection refused" (not the OS's "Connection refused (os error
+/// 111)"); anything else keeps the OS's text.
+fn connect_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+        _ => e.to_string(),
     }
 }
 

@@ -13,14 +13,20 @@ use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use kafka_protocol::ResponseError;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::accumulator::{Batch, Readiness};
 use super::{Acks, Inner, RecordMetadata};
 use crate::error::{Error, Result};
 
+/// Drained batches for one broker, with the in-flight permit they hold.
+type Work = (Vec<Batch>, OwnedSemaphorePermit);
+
 pub(crate) async fn run(inner: Arc<Inner>) {
     let mut in_flight: HashMap<i32, Arc<Semaphore>> = HashMap::new();
+    // One writer task per broker writes requests in drain order: order on the socket is
+    // order in the log.
+    let mut writers: HashMap<i32, mpsc::UnboundedSender<Work>> = HashMap::new();
     let mut last_refresh = Instant::now() - Duration::from_secs(3600);
     loop {
         let now = Instant::now();
@@ -61,7 +67,13 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         }
         for (node, batches) in ready {
             let permit = permits.remove(&node).expect("a permit was taken for every drained leader");
-            tokio::spawn(send_request(inner.clone(), node, batches, permit));
+            let writer = writers.entry(node).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(node_writer(inner.clone(), node, rx));
+                tx
+            });
+            // The writer only stops when the producer's Inner is gone; then so are we.
+            let _ = writer.send((batches, permit));
         }
         if (missing_leader || inner.cluster.is_stale()) && last_refresh.elapsed() >= inner.config.common.retry_backoff {
             last_refresh = Instant::now();
@@ -133,7 +145,15 @@ fn needs_metadata(e: ResponseError) -> bool {
     )
 }
 
-async fn send_request(inner: Arc<Inner>, node: i32, batches: Vec<Batch>, _permit: OwnedSemaphorePermit) {
+async fn node_writer(inner: Arc<Inner>, node: i32, mut work: mpsc::UnboundedReceiver<Work>) {
+    while let Some((batches, permit)) = work.recv().await {
+        send_request(&inner, node, batches, permit).await;
+    }
+}
+
+/// Encodes and writes one Produce request; the answer is awaited on its own task (holding
+/// the in-flight permit), so the next request can be written meanwhile.
+async fn send_request(inner: &Arc<Inner>, node: i32, batches: Vec<Batch>, permit: OwnedSemaphorePermit) {
     let config = &inner.config;
     let mut topics: Vec<TopicProduceData> = Vec::new();
     let mut sendable: Vec<Batch> = Vec::with_capacity(batches.len());
@@ -149,7 +169,7 @@ async fn send_request(inner: Arc<Inner>, node: i32, batches: Vec<Batch>, _permit
                 }
                 sendable.push(batch);
             }
-            Err(e) => fail_batch(&inner, batch, e),
+            Err(e) => fail_batch(inner, batch, e),
         }
     }
     if sendable.is_empty() {
@@ -157,37 +177,49 @@ async fn send_request(inner: Arc<Inner>, node: i32, batches: Vec<Batch>, _permit
     }
     let timeout_ms = config.common.request_timeout.as_millis().min(i32::MAX as u128) as i32;
     let req = ProduceRequest::default().with_acks(config.acks.wire()).with_timeout_ms(timeout_ms).with_topic_data(topics);
-    let result = async {
+    let written = async {
         let conn = inner.cluster.broker(node).await?;
         let version = conn.version::<ProduceRequest>(3, 9)?;
         if config.acks == Acks::None {
             conn.send_oneway(&req, version).await?;
             Ok(None)
         } else {
-            conn.send(&req, version).await.map(Some)
+            conn.start(&req, version).await.map(Some)
         }
     }
     .await;
-    let response = match result {
-        Err(e) => {
-            if matches!(e, Error::Disconnected { .. } | Error::Connect { .. } | Error::Timeout { .. }) {
-                inner.cluster.drop_connection(node);
-            }
-            for batch in sendable {
-                retry_or_fail(&inner, batch, e.clone(), true);
-            }
-            inner.wake.notify_one();
-            return;
-        }
+    match written {
+        Err(e) => on_request_error(inner, node, sendable, e),
         Ok(None) => {
             for batch in sendable {
-                complete(&inner, batch, -1, -1);
+                complete(inner, batch, -1, -1);
             }
             inner.wake.notify_one();
-            return;
         }
-        Ok(Some(r)) => r,
-    };
+        Ok(Some(response)) => {
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                match response.await {
+                    Ok(r) => on_response(&inner, node, sendable, r),
+                    Err(e) => on_request_error(&inner, node, sendable, e),
+                }
+            });
+        }
+    }
+}
+
+fn on_request_error(inner: &Inner, node: i32, batches: Vec<Batch>, e: Error) {
+    if matches!(e, Error::Disconnected { .. } | Error::Connect { .. } | Error::Timeout { .. }) {
+        inner.cluster.drop_connection(node);
+    }
+    for batch in batches {
+        retry_or_fail(inner, batch, e.clone(), true);
+    }
+    inner.wake.notify_one();
+}
+
+fn on_response(inner: &Inner, node: i32, sendable: Vec<Batch>, response: kafka_protocol::messages::ProduceResponse) {
     let mut by_partition: HashMap<(String, i32), (i16, i64, i64, Option<String>)> = HashMap::new();
     for t in response.responses {
         for p in t.partition_responses {
@@ -202,9 +234,9 @@ async fn send_request(inner: Arc<Inner>, node: i32, batches: Vec<Batch>, _permit
         match by_partition.remove(&key) {
             None => {
                 let e = Error::Protocol { addr: format!("broker {node}"), reason: format!("no answer for {}-{}", key.0, key.1) };
-                retry_or_fail(&inner, batch, e, false);
+                retry_or_fail(inner, batch, e, false);
             }
-            Some((0, base, append_time, _)) => complete(&inner, batch, base, append_time),
+            Some((0, base, append_time, _)) => complete(inner, batch, base, append_time),
             Some((code, _, _, message)) => {
                 let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
                 let mut context = format!("produce to {}-{}", key.0, key.1);
@@ -212,7 +244,7 @@ async fn send_request(inner: Arc<Inner>, node: i32, batches: Vec<Batch>, _permit
                     context.push_str(&format!(" ({m})"));
                 }
                 let refresh = needs_metadata(error);
-                retry_or_fail(&inner, batch, Error::Broker { error, context }, refresh);
+                retry_or_fail(inner, batch, Error::Broker { error, context }, refresh);
             }
         }
     }
