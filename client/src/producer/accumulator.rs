@@ -45,9 +45,10 @@ pub(crate) enum Append {
 }
 
 impl Append {
-    /// Whether the sender should wake up.
+    /// Whether the sender should wake up: a batch is full, or a new batch started and
+    /// the sender must learn its linger deadline (it may be sleeping far longer).
     pub fn ready(&self) -> bool {
-        matches!(self, Append::Added(true) | Append::NewBatch(true))
+        matches!(self, Append::Added(true) | Append::NewBatch(_))
     }
 }
 
@@ -183,7 +184,9 @@ mod tests {
     fn batches_fill_then_roll() {
         let t: Arc<str> = Arc::from("t");
         let mut a = Accumulator::default();
-        assert!(matches!(a.append(&t, 0, rec(40), 100, false), Append::NewBatch(false)));
+        let first = a.append(&t, 0, rec(40), 100, false);
+        assert!(matches!(first, Append::NewBatch(false)));
+        assert!(first.ready(), "a new batch wakes the sender so it learns the linger deadline");
         assert!(matches!(a.append(&t, 0, rec(40), 100, false), Append::Added(false)));
         // 120 > 100: a new batch, and the first is now complete.
         assert!(matches!(a.append(&t, 0, rec(40), 100, false), Append::NewBatch(true)));
