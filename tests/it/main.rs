@@ -3,6 +3,7 @@
 
 mod assignors;
 mod cli;
+mod cli_produce_consume;
 mod cli_tools;
 mod client_consumer;
 mod client_interop;
