@@ -47,7 +47,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             let mut st = inner.state.lock().unwrap();
             for (tp, ps) in st.parts.iter_mut() {
                 let Some(position) = ps.position else { continue };
-                if ps.paused || ps.fetching || !ps.buffer.is_empty() {
+                if ps.paused || ps.revoking || ps.fetching || !ps.buffer.is_empty() {
                     continue;
                 }
                 match md.leader(&tp.topic, tp.partition) {
@@ -107,6 +107,7 @@ pub(crate) async fn resolve_positions(inner: &Arc<Inner>) -> Result<()> {
         found.extend(committed.into_iter().filter_map(|(tp, o)| o.map(|o| (tp, o))));
     }
     let mut by_policy: BTreeMap<i64, Vec<TopicPartition>> = BTreeMap::new();
+    let mut no_offset: Vec<TopicPartition> = Vec::new();
     for (tp, reset, _) in &wanted {
         if found.contains_key(tp) {
             continue;
@@ -114,11 +115,7 @@ pub(crate) async fn resolve_positions(inner: &Arc<Inner>) -> Result<()> {
         match reset.unwrap_or(inner.config.auto_offset_reset) {
             OffsetReset::Earliest => by_policy.entry(EARLIEST).or_default().push(tp.clone()),
             OffsetReset::Latest => by_policy.entry(LATEST).or_default().push(tp.clone()),
-            OffsetReset::None => {
-                return Err(Error::State(format!(
-                    "{tp} has no committed offset and auto.offset.reset is none; seek to an offset first"
-                )))
-            }
+            OffsetReset::None => no_offset.push(tp.clone()),
         }
     }
     for (ts, tps) in by_policy {
@@ -129,16 +126,32 @@ pub(crate) async fn resolve_positions(inner: &Arc<Inner>) -> Result<()> {
         let listed = offsets::list_offsets(&inner.cluster, &tps, ts, inner.config.isolation_level.wire()).await?;
         found.extend(listed.into_iter().map(|(tp, (o, _))| (tp, o)));
     }
+    let mut flagged = false;
     let mut st = inner.state.lock().unwrap();
     for (tp, _, epoch) in wanted {
-        if let (Some(ps), Some(&o)) = (st.parts.get_mut(&tp), found.get(&tp)) {
-            if ps.epoch == epoch && ps.position.is_none() {
-                ps.position = Some(o);
-                ps.reset = None;
-            }
+        let Some(ps) = st.parts.get_mut(&tp) else { continue };
+        if ps.epoch != epoch || ps.position.is_some() {
+            continue; // a seek came in meanwhile and decides
+        }
+        if let Some(&o) = found.get(&tp) {
+            ps.position = Some(o);
+            ps.reset = None;
+            ps.no_offset = false;
+        } else if no_offset.contains(&tp) && !ps.no_offset {
+            ps.no_offset = true;
+            flagged = true;
         }
     }
+    drop(st);
+    if flagged {
+        inner.data.notify_waiters();
+    }
     Ok(())
+}
+
+/// The error `poll` and `position` give for a partition flagged `no_offset`.
+pub(crate) fn no_offset_error(tp: &TopicPartition) -> Error {
+    Error::State(format!("{tp} has no committed offset and auto.offset.reset is none; seek to an offset first"))
 }
 
 /// What one partition's fetch produced.

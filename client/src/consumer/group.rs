@@ -15,7 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::assignor::{self, Assignor};
-use super::{committer, offsets, positions, Inner, PartState, Subscription, TopicPartition};
+use super::{committer, offsets, positions, Inner, PartState, State, Subscription, TopicPartition};
 use crate::error::{Error, Result};
 use crate::net::Connection;
 
@@ -105,6 +105,22 @@ pub(crate) async fn leave(inner: &Inner, reason: &str) {
     st.member_id.clear();
     st.generation = -1;
     st.protocol = None;
+}
+
+/// Marks partitions as being revoked, so `poll` returns no more of their records, and
+/// returns their positions: in one critical section, so the positions a revocation
+/// commits cover every record the application was given.
+fn freeze(st: &mut State, tps: &[TopicPartition]) -> BTreeMap<TopicPartition, i64> {
+    let mut out = BTreeMap::new();
+    for tp in tps {
+        if let Some(ps) = st.parts.get_mut(tp) {
+            ps.revoking = true;
+            if let Some(p) = ps.position {
+                out.insert(tp.clone(), p);
+            }
+        }
+    }
+    out
 }
 
 /// Drops every partition as lost (the member was fenced) and resets the membership.
@@ -271,8 +287,10 @@ async fn join_and_sync(inner: &Inner, subscription: &Subscription) -> Result<BTr
         (st.protocol.is_none_or(|p| !p.is_cooperative()), st.parts.keys().cloned().collect())
     };
     let owned = if eager_before && !owned.is_empty() {
+        // Freeze first: `poll` could otherwise hand out records while the commit below is
+        // in flight, and the next owner would read them again from the committed offset.
+        let offsets = freeze(&mut inner.state.lock().unwrap(), &owned);
         if config.enable_auto_commit {
-            let offsets = positions(&inner.state.lock().unwrap());
             if let Err(e) = commit(inner, &offsets).await {
                 tracing::info!(error = %e, "commit before rebalance failed");
             }
@@ -379,9 +397,9 @@ async fn apply(inner: &Inner, protocol: Assignor, assigned: BTreeSet<TopicPartit
     let revoked: Vec<TopicPartition> = owned.difference(&assigned).cloned().collect();
     let added: Vec<TopicPartition> = assigned.difference(&owned).cloned().collect();
     if !revoked.is_empty() {
+        // Frozen before committing, as in the eager case of `join_and_sync`.
+        let offsets = freeze(&mut inner.state.lock().unwrap(), &revoked);
         if inner.config.enable_auto_commit {
-            let offsets: BTreeMap<TopicPartition, i64> =
-                positions(&inner.state.lock().unwrap()).into_iter().filter(|(tp, _)| revoked.contains(tp)).collect();
             if let Err(e) = commit(inner, &offsets).await {
                 tracing::info!(error = %e, "commit of revoked partitions failed");
             }
@@ -408,3 +426,64 @@ async fn apply(inner: &Inner, protocol: Assignor, assigned: BTreeSet<TopicPartit
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Instant;
+
+    use super::super::{take_records, ConsumerRecord, PartState, State, Subscription, TopicPartition};
+    use super::freeze;
+
+    fn record(tp: &TopicPartition, offset: i64) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset,
+            timestamp: 0,
+            log_append_time: false,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Two partitions at position 10, each with records 10..13 buffered.
+    fn state(tps: &[TopicPartition]) -> State {
+        let parts = tps
+            .iter()
+            .map(|tp| {
+                let ps = PartState { position: Some(10), buffer: (10..13).map(|o| record(tp, o)).collect(), ..PartState::default() };
+                (tp.clone(), ps)
+            })
+            .collect();
+        State {
+            subscription: Subscription::None,
+            manual: false,
+            parts,
+            generation: 1,
+            member_id: "m".into(),
+            protocol: None,
+            rejoin: false,
+            left_for_poll_timeout: false,
+            last_poll: Instant::now(),
+            error: None,
+            next_start: 0,
+        }
+    }
+
+    /// What a revocation commits must cover every record poll handed out: once frozen, a
+    /// partition's buffered records are no longer returned, so its position stays put
+    /// while the commit is in flight.
+    #[test]
+    fn frozen_partitions_give_no_more_records() {
+        let (a, b) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+        let mut st = state(&[a.clone(), b.clone()]);
+        let committed = freeze(&mut st, std::slice::from_ref(&a));
+        assert_eq!(committed, BTreeMap::from([(a.clone(), 10)]));
+        let got = take_records(&mut st, 100);
+        assert!(got.iter().all(|r| r.partition == 1), "records of the frozen partition: {got:?}");
+        assert_eq!(got.len(), 3);
+        assert_eq!(st.parts[&a].position, Some(10), "the committed position is still the position");
+        assert_eq!(st.parts[&b].position, Some(13));
+    }
+}

@@ -112,6 +112,13 @@ pub(crate) struct PartState {
     /// Where to look when `position` is `None` (seek_to_beginning/end override).
     pub reset: Option<OffsetReset>,
     pub paused: bool,
+    /// Being revoked by a rebalance: `poll` hands out no more of its records, so the
+    /// position committed on revocation covers everything the application received.
+    pub revoking: bool,
+    /// No committed offset and `auto.offset.reset=none`: `poll` fails naming this
+    /// partition until a seek. A flag rather than a stored error, so that an error found
+    /// before a seek is never reported after it.
+    pub no_offset: bool,
     pub buffer: VecDeque<ConsumerRecord>,
     /// Bumped by seeks, so a fetch that started before one is discarded.
     pub epoch: u64,
@@ -333,6 +340,9 @@ impl Consumer {
                 if let Some(e) = st.error.take() {
                     return Err(e);
                 }
+                if let Some(tp) = st.parts.iter().find(|(_, ps)| ps.no_offset).map(|(tp, _)| tp) {
+                    return Err(fetcher::no_offset_error(tp));
+                }
                 let records = take_records(&mut st, max);
                 if !records.is_empty() {
                     drop(st);
@@ -392,6 +402,7 @@ impl Consumer {
         let mut st = self.inner.state.lock().unwrap();
         let ps = st.parts.get_mut(tp).ok_or_else(|| Error::State(format!("{tp} is not assigned to this consumer")))?;
         f(ps);
+        ps.no_offset = false;
         ps.buffer.clear();
         ps.epoch += 1;
         drop(st);
@@ -435,10 +446,17 @@ impl Consumer {
                 if let Some(p) = ps.position {
                     return Ok(p);
                 }
+                if ps.no_offset {
+                    return Err(fetcher::no_offset_error(tp));
+                }
             }
             fetcher::resolve_positions(&self.inner).await?;
             if Instant::now() >= deadline {
                 return Err(Error::Timeout { what: format!("finding the position of {tp}"), after: self.inner.config.common.request_timeout });
+            }
+            // Not found yet (e.g. no leader): pause before asking again.
+            if self.inner.state.lock().unwrap().parts.get(tp).is_some_and(|ps| ps.position.is_none()) {
+                tokio::time::sleep(self.inner.config.common.retry_backoff).await;
             }
         }
     }
@@ -534,7 +552,7 @@ fn take_records(st: &mut State, max: usize) -> Vec<ConsumerRecord> {
             break;
         }
         let ps = st.parts.get_mut(&keys[(start + i) % n]).expect("key from the map");
-        if ps.paused {
+        if ps.paused || ps.revoking {
             continue;
         }
         while out.len() < max {
