@@ -1222,3 +1222,46 @@ async fn client_producer_flush_sends_lingering_batches() -> Result<()> {
     );
     blocking(|| server.terminate())
 }
+
+/// `buffer.memory` bounds unsent data: with the broker gone, `send` waits for space, then
+/// fails after `max.block.ms`; records that cannot be delivered fail after
+/// `delivery.timeout.ms`, which frees their space for new sends.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_producer_buffer_memory_back_pressure() -> Result<()> {
+    let mut server = blocking(|| SamsaServer::start())?;
+    let bootstrap = server.bootstrap().to_string();
+    let config = ProducerConfig::from_properties([
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("buffer.memory", "65536"),
+        ("max.block.ms", "1000"),
+        ("delivery.timeout.ms", "3000"),
+        ("request.timeout.ms", "1000"),
+        ("linger.ms", "0"),
+    ])?;
+    let producer = Producer::new(config).await?;
+    producer.send_and_wait(ProducerRecord::new("pressure", vec![b'a'; 10])).await?;
+    blocking(|| server.kill9())?;
+    let value = vec![b'x'; 1000];
+    let mut pending = Vec::new();
+    let full = loop {
+        ensure!(pending.len() < 200, "64 KiB of buffer took {} records of 1 KB without blocking", pending.len());
+        let started = Instant::now();
+        match bounded("send", Duration::from_secs(10), producer.send(ProducerRecord::new("pressure", value.clone()))).await? {
+            Ok(fut) => pending.push(fut),
+            Err(e) => break (e, started.elapsed()),
+        }
+    };
+    let (error, waited) = full;
+    ensure!(matches!(error, Error::Timeout { .. }), "want a timeout, got {error:?}");
+    ensure!(error.to_string().contains("buffer.memory"), "message should name buffer.memory: {error}");
+    ensure!(waited >= Duration::from_millis(900), "send gave up after {waited:?}, before max.block.ms");
+    ensure!((50..=66).contains(&pending.len()), "{} records fit in 64 KiB", pending.len());
+    for fut in pending {
+        let result = bounded("delivery", Duration::from_secs(20), fut).await?;
+        ensure!(matches!(result, Err(Error::Timeout { .. })), "undeliverable record: {result:?}");
+    }
+    // Their space is back: a send is accepted at once again.
+    let accepted = bounded("send after expiry", Duration::from_secs(5), producer.send(ProducerRecord::new("pressure", value.clone()))).await?;
+    ensure!(accepted.is_ok(), "send after the buffer drained: {:?}", accepted.err());
+    Ok(())
+}
