@@ -60,7 +60,19 @@ pub(crate) async fn commit(inner: &Inner, offsets: &BTreeMap<TopicPartition, i64
     if offsets.is_empty() {
         return Ok(());
     }
-    let who = committer(&inner.state.lock().unwrap(), &inner.config);
+    let who = {
+        let st = inner.state.lock().unwrap();
+        if !st.manual && !matches!(st.subscription, Subscription::None) {
+            if let Some(tp) = offsets.keys().find(|tp| !st.parts.contains_key(*tp)) {
+                // Kafka's CommitFailedException: the partition moved in a rebalance, and
+                // its new owner reads on from the last commit.
+                return Err(Error::State(format!(
+                    "cannot commit {tp}: this member no longer owns it (it moved in a rebalance); its new owner reads on from the last committed offset"
+                )));
+            }
+        }
+        committer(&st, &inner.config)
+    };
     let conn = coordinator(inner).await?;
     offsets::commit(&conn, group, &who, offsets).await.inspect_err(|e| on_coordinator_error(inner, e))
 }
@@ -157,8 +169,14 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         tokio::pin!(wake);
         wake.as_mut().enable();
         let (subscription, rejoin, left, last_poll) = {
-            let st = inner.state.lock().unwrap();
-            (st.subscription.clone(), st.rejoin || st.generation < 0, st.left_for_poll_timeout, st.last_poll)
+            let mut st = inner.state.lock().unwrap();
+            // A member of a generation rebalances only once the application has polled
+            // again (its earlier records are then processed), as Java does inside poll().
+            let rejoin = st.generation < 0 || (st.rejoin && st.poll_allows_rejoin);
+            if rejoin {
+                st.poll_allows_rejoin = false;
+            }
+            (st.subscription.clone(), rejoin, st.left_for_poll_timeout, st.last_poll)
         };
         if matches!(subscription, Subscription::None) || left {
             wake.await;
@@ -180,9 +198,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                     known_topics = topics;
                     next_heartbeat = Instant::now() + config.heartbeat_interval;
                     inner.fetch_wake.notify_one();
+                    // A poll waiting out the rebalance may hand out records again.
+                    inner.data.notify_waiters();
                 }
                 Err(e) => {
                     tracing::info!(group = ?config.group_id, error = %e, "join failed; retrying");
+                    inner.state.lock().unwrap().poll_allows_rejoin = true;
                     on_coordinator_error(&inner, &e);
                     if !e.is_retriable() && !matches!(e, Error::Broker { .. }) {
                         inner.state.lock().unwrap().error = Some(e);
@@ -465,6 +486,7 @@ mod tests {
             protocol: None,
             rejoin: false,
             left_for_poll_timeout: false,
+            poll_allows_rejoin: false,
             last_poll: Instant::now(),
             error: None,
             next_start: 0,

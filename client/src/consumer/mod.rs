@@ -146,6 +146,10 @@ pub(crate) struct State {
     pub rejoin: bool,
     /// Left for missing max.poll.interval.ms; rejoin on the next poll.
     pub left_for_poll_timeout: bool,
+    /// A poll came in while a rebalance was pending: the records it handed out before
+    /// are processed, so the member may now revoke and rejoin (as the Java client does
+    /// inside poll()).
+    pub poll_allows_rejoin: bool,
     pub last_poll: Instant,
     /// An error for the next `poll` to return.
     pub error: Option<Error>,
@@ -202,6 +206,7 @@ impl Consumer {
                 protocol: None,
                 rejoin: false,
                 left_for_poll_timeout: false,
+                poll_allows_rejoin: false,
                 last_poll: Instant::now(),
                 error: None,
                 next_start: 0,
@@ -343,11 +348,18 @@ impl Consumer {
                 if let Some(tp) = st.parts.iter().find(|(_, ps)| ps.no_offset).map(|(tp, _)| tp) {
                     return Err(fetcher::no_offset_error(tp));
                 }
-                let records = take_records(&mut st, max);
-                if !records.is_empty() {
-                    drop(st);
-                    self.inner.fetch_wake.notify_one();
-                    return Ok(records);
+                if st.rejoin && st.generation >= 0 {
+                    // A rebalance is pending: hand out nothing until it is done, so no
+                    // record is processed by this member after its partitions move.
+                    st.poll_allows_rejoin = true;
+                    self.inner.group_wake.notify_one();
+                } else {
+                    let records = take_records(&mut st, max);
+                    if !records.is_empty() {
+                        drop(st);
+                        self.inner.fetch_wake.notify_one();
+                        return Ok(records);
+                    }
                 }
             }
             if self.inner.closed.load(Ordering::Acquire) {
