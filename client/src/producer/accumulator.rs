@@ -38,8 +38,8 @@ pub(crate) struct Batch {
 pub(crate) enum Append {
     /// Added to the open batch; `true` when that batch is now full.
     Added(bool),
-    /// Started a new batch; `true` when an older batch became full (ready to go).
-    NewBatch(bool),
+    /// Started a new batch (any older batch of the partition is now complete).
+    NewBatch,
     /// The caller asked not to start a new batch: the record comes back.
     NeedsNewBatch(PendingRecord),
 }
@@ -48,7 +48,7 @@ impl Append {
     /// Whether the sender should wake up: a batch is full, or a new batch started and
     /// the sender must learn its linger deadline (it may be sleeping far longer).
     pub fn ready(&self) -> bool {
-        matches!(self, Append::Added(true) | Append::NewBatch(_))
+        matches!(self, Append::Added(true) | Append::NewBatch)
     }
 }
 
@@ -80,7 +80,6 @@ impl Accumulator {
         if abort_on_new {
             return Append::NeedsNewBatch(record);
         }
-        let older_full = !queue.is_empty();
         self.next_seq += 1;
         let bytes = record.size;
         queue.push_back(Batch {
@@ -93,7 +92,7 @@ impl Accumulator {
             attempts: 0,
             retry_at: None,
         });
-        Append::NewBatch(older_full || bytes >= batch_size)
+        Append::NewBatch
     }
 
     /// Puts a batch back for a retry, in creation order.
@@ -185,11 +184,11 @@ mod tests {
         let t: Arc<str> = Arc::from("t");
         let mut a = Accumulator::default();
         let first = a.append(&t, 0, rec(40), 100, false);
-        assert!(matches!(first, Append::NewBatch(false)));
+        assert!(matches!(first, Append::NewBatch));
         assert!(first.ready(), "a new batch wakes the sender so it learns the linger deadline");
         assert!(matches!(a.append(&t, 0, rec(40), 100, false), Append::Added(false)));
         // 120 > 100: a new batch, and the first is now complete.
-        assert!(matches!(a.append(&t, 0, rec(40), 100, false), Append::NewBatch(true)));
+        assert!(matches!(a.append(&t, 0, rec(40), 100, false), Append::NewBatch));
         assert!(matches!(a.append(&t, 0, rec(10), 100, true), Append::Added(false)));
         assert!(matches!(a.append(&t, 0, rec(90), 100, true), Append::NeedsNewBatch(_)));
     }
