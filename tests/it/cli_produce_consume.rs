@@ -107,3 +107,20 @@ fn produce_errors_are_plain_lines() -> Result<()> {
     ensure!(run.code == Some(1) && run.stderr.contains("topic `missing` does not exist"), "stderr: {}", run.stderr);
     Ok(())
 }
+
+#[test]
+fn bench_commands_report_what_they_moved() -> Result<()> {
+    let server = SamsaServer::start()?;
+    let b = server.bootstrap();
+    let produce = ok(samsa(&["bench", "produce", "--bootstrap", b, "--topic", "bp", "--count", "2000", "--record-size", "100", "--partitions", "2"], "")?)?;
+    ensure!(produce.contains("samsa bench produce: 2000 records of 100 B, 2 partition(s)"), "{produce}");
+    ensure!(produce.contains("records/s") && produce.contains("p999 ms"), "{produce}");
+    let consume = ok(samsa(&["bench", "consume", "--bootstrap", b, "--topic", "bp", "--count", "2000", "--record-size", "100"], "")?)?;
+    ensure!(consume.contains("samsa bench consume: 2000 records"), "{consume}");
+    let e2e = ok(samsa(&["bench", "e2e", "--bootstrap", b, "--topic", "be", "--rate", "500", "--duration-secs", "1", "--record-size", "64"], "")?)?;
+    ensure!(e2e.contains("samsa bench e2e at 500 records/s: 500 records"), "{e2e}");
+    // The topic really holds what produce reported, and no more.
+    let read = ok(samsa(&["consume", "bp", "--bootstrap", b, "--from-beginning", "--max-messages", "2001", "--timeout-ms", "1500"], "")?)?;
+    ensure!(read.lines().count() == 2000, "{} records in bp", read.lines().count());
+    Ok(())
+}
