@@ -130,6 +130,7 @@ class Member(threading.Thread):
         self.wave2 = 0
         self.leave_after_wave2 = None
         self.processed_at_leave = {}
+        self.committed_at_leave = {}
         self.stop = threading.Event()
         self.left = threading.Event()
         self.error = None
@@ -199,6 +200,9 @@ class Member(threading.Thread):
                 if self.leave_after_wave2 is not None and self.wave2 >= self.leave_after_wave2:
                     self.commit()
                     self.processed_at_leave = dict(self.processed)
+                    # Read back before leaving: once it leaves, the new owners commit on.
+                    mine = [TopicPartition(TOPIC, p) for p in self.processed]
+                    self.committed_at_leave = {tp.partition: tp.offset for tp in self.consumer.committed(mine, timeout=10)}
                     log(f"{time.monotonic() - t0:7.2f}s {self.name} leaves after {self.wave2} "
                         f"wave-2 records, processed up to {self.processed}")
                     self.consumer.close()
@@ -271,7 +275,7 @@ produce(n1, half)
 wait_for(f"{leaver.name} to leave", leaver.left.is_set, members)
 leaver.join(30)
 check(leaver.error is None, f"{leaver.name} failed:\n{leaver.error}")
-committed_at_leave = committed_offsets()
+committed_at_leave = leaver.committed_at_leave
 left_at = {p: committed_at_leave[p] for p in leaver_partitions}
 for p, off in leaver.processed_at_leave.items():
     check(committed_at_leave[p] == off, f"partition {p}: committed {committed_at_leave[p]} after "
