@@ -63,6 +63,11 @@ for n, line in enumerate(sys.stdin, 1):
     if words[0] == "create":
         config = dict(w.split("=", 1) for w in words[1:])
         create_topic(bootstrap, topic, 1, config)
+        # Let the producer learn the leader first: records produced while it is unknown
+        # wait in librdkafka's unassigned queue and may leave it one batch per record.
+        md = producer.list_topics(topic, timeout=10)
+        check(md.topics[topic].error is None and md.topics[topic].partitions[0].leader >= 0,
+              f"no leader for {topic}: {md.topics[topic]}")
         log(f"created {topic} with {config}")
     elif words[0] == "rec":
         check(len(words) in (3, 4), f"line {n}: want `rec KEY VALUE [TS]`, got {line!r}")
