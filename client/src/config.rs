@@ -102,3 +102,28 @@ pub fn unknown_key(role: &str, key: &str, known: &[&str]) -> Error {
     all.sort();
     Error::Config(format!("unknown {role} property `{key}`; known properties: {}", all.join(", ")))
 }
+
+/// Gives a role's config struct (which has `Default` and `set(key, value)`) the two
+/// constructors every role shares: `new(bootstrap)` and `from_properties(pairs)`.
+macro_rules! property_constructors {
+    ($config:ty) => {
+        impl $config {
+            /// A config for these bootstrap servers (`host:port,host:port`).
+            pub fn new(bootstrap: &str) -> $crate::error::Result<Self> {
+                let mut c = <$config>::default();
+                c.set("bootstrap.servers", bootstrap)?;
+                Ok(c)
+            }
+
+            /// Builds a config from Kafka property pairs; an unknown key is an error.
+            pub fn from_properties<K: AsRef<str>, V: AsRef<str>>(props: impl IntoIterator<Item = (K, V)>) -> $crate::error::Result<Self> {
+                let mut c = <$config>::default();
+                for (k, v) in props {
+                    c.set(k.as_ref(), v.as_ref())?;
+                }
+                Ok(c)
+            }
+        }
+    };
+}
+pub(crate) use property_constructors;

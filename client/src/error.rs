@@ -105,5 +105,28 @@ impl Error {
     }
 }
 
+/// Turns a Kafka error code into `Error::Broker` with `context` (plus the broker's own
+/// message, when it sent one).
+pub(crate) fn check(code: i16, message: Option<&kafka_protocol::protocol::StrBytes>, context: impl FnOnce() -> String) -> Result<()> {
+    match ResponseError::try_from_code(code) {
+        None => Ok(()),
+        Some(error) => {
+            let mut context = context();
+            if let Some(m) = message.map(|m| m.trim()).filter(|m| !m.is_empty()) {
+                context = format!("{context} ({m})");
+            }
+            Err(Error::Broker { error, context })
+        }
+    }
+}
+
+/// Like [`check`], with UNKNOWN_TOPIC_OR_PARTITION as [`Error::UnknownTopic`].
+pub(crate) fn check_topic(code: i16, message: Option<&kafka_protocol::protocol::StrBytes>, topic: &str, context: impl FnOnce() -> String) -> Result<()> {
+    if code == ResponseError::UnknownTopicOrPartition.code() {
+        return Err(Error::UnknownTopic(topic.to_string()));
+    }
+    check(code, message, context)
+}
+
 /// The client's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -23,7 +23,7 @@ use samsa_client::{
     Consumer, ConsumerConfig, ConsumerRecord, Error, Producer, ProducerConfig, ProducerRecord,
     RebalanceListener, TopicPartition,
 };
-use samsa_tests::SamsaServer;
+use samsa_tests::{blocking, bounded, SamsaServer};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -31,18 +31,6 @@ use samsa_tests::SamsaServer;
 
 /// Upper bound for one client call (connect, commit, describe, ...).
 const CALL: Duration = Duration::from_secs(30);
-
-/// Runs blocking harness code (process spawns and waits) without stalling tokio workers.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
-/// Awaits `fut` for at most `limit`, failing with `what` when it takes longer.
-async fn bounded<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> Result<T> {
-    tokio::time::timeout(limit, fut)
-        .await
-        .map_err(|_| anyhow!("{what} did not finish within {limit:?}"))
-}
 
 /// Starts a server (the harness sets `group.initial.rebalance.delay.ms=0`).
 fn start_server() -> Result<SamsaServer> {

@@ -66,25 +66,13 @@ use samsa_client::{
     Consumer, ConsumerRecord, Producer, ProducerConfig, ProducerRecord, RebalanceListener,
     TopicPartition,
 };
-use samsa_tests::{kcat, python, run_python, BackgroundClient, ClientOutput, SamsaServer};
+use samsa_tests::{blocking, bounded, segment_batches, kcat, python, run_python, BackgroundClient, ClientOutput, SamsaServer};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-/// Runs blocking harness code (process spawns and waits) without stalling tokio workers.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
-/// Awaits `fut` for at most `limit`, failing with `what` when it takes longer.
-async fn bounded<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> Result<T> {
-    tokio::time::timeout(limit, fut)
-        .await
-        .map_err(|_| anyhow!("{what} did not finish within {limit:?}"))
-}
 
 /// Runs `check` every 50 ms until it returns `Ok(Ok(value))`. `Ok(Err(why))` means "not
 /// yet" (the last `why` is shown on timeout); `Err` fails at once.
@@ -995,31 +983,6 @@ async fn client_interop_group_samsa_kafka_python_confluent_exactly_once() -> Res
 // ---------------------------------------------------------------------------------------
 // 2. Codec interop: kcat and confluent-kafka write, Samsa reads
 // ---------------------------------------------------------------------------------------
-
-/// (codec id, record count) of every batch in a Kafka-format segment file. Samsa stores
-/// producer batches as received, so this shows the codec the producer really used.
-fn segment_batches(path: &Path) -> Result<Vec<(i16, i32)>> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut batches = Vec::new();
-    let mut pos = 0usize;
-    while pos + 61 <= data.len() {
-        let len = i32::from_be_bytes(data[pos + 8..pos + 12].try_into()?) as usize;
-        if len == 0 {
-            break;
-        }
-        ensure!(
-            data[pos + 16] == 2,
-            "batch at byte {pos} of {} has magic {}",
-            path.display(),
-            data[pos + 16]
-        );
-        let attributes = i16::from_be_bytes(data[pos + 21..pos + 23].try_into()?);
-        let count = i32::from_be_bytes(data[pos + 57..pos + 61].try_into()?);
-        batches.push((attributes & 0x7, count));
-        pos += 12 + len;
-    }
-    Ok(batches)
-}
 
 /// Every batch of every partition of `topic` carries codec `id`, and some batch holds more
 /// than one record (so the codec really compressed record sets).

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,23 +20,11 @@ use bytes::Bytes;
 use samsa_client::producer::partitioner::partition_for_key;
 use samsa_client::wire::kafka_protocol::records::Compression;
 use samsa_client::{Acks, Error, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
-use samsa_tests::{run_kcat, run_python, samsa_bin, SamsaServer};
+use samsa_tests::{blocking, bounded, segment_batches, run_kcat, run_python, samsa_bin, SamsaServer};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-/// Runs blocking harness code (process spawns and waits) without stalling tokio workers.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
-/// Awaits `fut` for at most `limit`, failing with `what` when it takes longer.
-async fn bounded<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> Result<T> {
-    tokio::time::timeout(limit, fut)
-        .await
-        .map_err(|_| anyhow!("{what} did not finish within {limit:?}"))
-}
 
 /// Polls `check` every 20 ms (without blocking the runtime) until it holds.
 async fn wait_for(
@@ -298,31 +285,6 @@ fn codec_id(c: Compression) -> i16 {
         Compression::Lz4 => 3,
         Compression::Zstd => 4,
     }
-}
-
-/// (codec id, record count) of every batch in a Kafka-format segment file. Samsa stores
-/// producer batches as received, so this shows the codec the producer really used.
-fn segment_batches(path: &Path) -> Result<Vec<(i16, i32)>> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut batches = Vec::new();
-    let mut pos = 0usize;
-    while pos + 61 <= data.len() {
-        let len = i32::from_be_bytes(data[pos + 8..pos + 12].try_into()?) as usize;
-        if len == 0 {
-            break;
-        }
-        ensure!(
-            data[pos + 16] == 2,
-            "batch at byte {pos} of {} has magic {}",
-            path.display(),
-            data[pos + 16]
-        );
-        let attributes = i16::from_be_bytes(data[pos + 21..pos + 23].try_into()?);
-        let count = i32::from_be_bytes(data[pos + 57..pos + 61].try_into()?);
-        batches.push((attributes & 0x7, count));
-        pos += 12 + len;
-    }
-    Ok(batches)
 }
 
 async fn codec_round_trip(name: &str, compression: Compression) -> Result<()> {

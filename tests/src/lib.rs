@@ -731,3 +731,30 @@ pub fn run_kcat<S: AsRef<str>>(args: &[S]) -> Result<ClientOutput> {
         .args(args.iter().map(|a| a.as_ref().to_string()))
         .run()
 }
+
+/// Runs blocking harness code (process spawns and waits) from an async test without
+/// stalling the tokio workers (multi-thread runtime only).
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// Awaits `fut` for at most `limit`, failing with `what` when it takes longer.
+pub async fn bounded<T>(what: &str, limit: Duration, fut: impl std::future::Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(limit, fut).await.map_err(|_| anyhow::anyhow!("{what} did not finish within {limit:?}"))
+}
+
+/// (codec id, record count) of every batch in a segment file, read with the wire codec's
+/// batch-header parser. Samsa stores producer batches as received, so this shows the codec
+/// the producer really used.
+pub fn segment_batches(path: &Path) -> Result<Vec<(i16, i32)>> {
+    use samsa_client::wire::batch::BatchHeader;
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut batches = Vec::new();
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let header = BatchHeader::parse(&data[pos..]).map_err(|e| anyhow::anyhow!("batch at byte {pos} of {}: {e:?}", path.display()))?;
+        batches.push((header.compression_id(), header.record_count));
+        pos += header.total_len();
+    }
+    Ok(batches)
+}

@@ -1,9 +1,8 @@
 //! Consumer groups: ListGroups (every broker), DescribeGroups and DeleteGroups (at each
 //! group's coordinator), and decoding the assignment a consumer-group leader handed out.
 
-use bytes::{Buf, Bytes};
-use kafka_protocol::messages::{ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest};
-use kafka_protocol::protocol::{Decodable, Message};
+use bytes::Bytes;
+use kafka_protocol::messages::{DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest};
 
 use super::{check, Admin};
 use crate::error::{Error, Result};
@@ -62,19 +61,14 @@ pub struct GroupDescription {
 /// `ConsumerProtocolAssignment` at that version. Newer versions only add fields at the end,
 /// so they are read as the newest known one. Bytes that do not decode give an empty list.
 pub fn decode_assignment(bytes: &Bytes) -> Vec<(String, Vec<i32>)> {
-    let mut buf = bytes.clone();
-    if buf.remaining() < 2 {
-        return Vec::new();
+    let mut out: Vec<(String, Vec<i32>)> = Vec::new();
+    for tp in crate::consumer::assignor::decode_assignment(bytes.clone()).unwrap_or_default() {
+        match out.last_mut() {
+            Some((topic, partitions)) if *topic == tp.topic => partitions.push(tp.partition),
+            _ => out.push((tp.topic, vec![tp.partition])),
+        }
     }
-    let version = buf.get_i16();
-    if version < 0 {
-        return Vec::new();
-    }
-    let version = version.min(ConsumerProtocolAssignment::VERSIONS.max);
-    match ConsumerProtocolAssignment::decode(&mut buf, version) {
-        Ok(a) => a.assigned_partitions.into_iter().map(|tp| (tp.topic.0.to_string(), tp.partitions)).collect(),
-        Err(_) => Vec::new(),
-    }
+    out
 }
 
 /// The DescribeGroups request; authorized operations (v3+) are not asked for.
@@ -187,6 +181,7 @@ impl Admin {
 mod tests {
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+    use kafka_protocol::messages::ConsumerProtocolAssignment;
     use kafka_protocol::messages::TopicName;
     use kafka_protocol::protocol::Encodable;
 

@@ -24,17 +24,17 @@ mod topics;
 use std::future::Future;
 use std::sync::Arc;
 
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 pub use crate::consumer::TopicPartition;
 pub use crate::net::{BrokerInfo, PartitionInfo, TopicInfo};
 pub use configs::{ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{decode_assignment, GroupDescription, GroupListing, MemberDescription};
-pub use offsets::OffsetSpec;
+pub use crate::consumer::offsets::OffsetSpec;
 pub use topics::NewTopic;
 
 use crate::config::{unknown_key, CommonConfig};
+pub(crate) use crate::error::{check, check_topic};
 use crate::error::{Error, Result};
 use crate::net::Cluster;
 
@@ -48,23 +48,9 @@ pub struct AdminConfig {
     pub common: CommonConfig,
 }
 
+crate::config::property_constructors!(AdminConfig);
+
 impl AdminConfig {
-    /// A config for these bootstrap servers (`host:port,host:port`).
-    pub fn new(bootstrap: &str) -> Result<Self> {
-        let mut c = AdminConfig::default();
-        c.set("bootstrap.servers", bootstrap)?;
-        Ok(c)
-    }
-
-    /// Builds a config from Kafka property pairs.
-    pub fn from_properties<K: AsRef<str>, V: AsRef<str>>(props: impl IntoIterator<Item = (K, V)>) -> Result<Self> {
-        let mut c = AdminConfig::default();
-        for (k, v) in props {
-            c.set(k.as_ref(), v.as_ref())?;
-        }
-        Ok(c)
-    }
-
     /// Sets one property by its Kafka name; unknown names are an error that names them.
     pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self> {
         if self.common.set(key, value)? {
@@ -161,31 +147,6 @@ fn should_retry(e: &Error, idempotent: bool) -> bool {
     }
 }
 
-/// Turns a Kafka error code (plus the broker's own message, when it sent one) into an
-/// error whose context says what was asked.
-pub(crate) fn check(code: i16, message: Option<&StrBytes>, context: impl FnOnce() -> String) -> Result<()> {
-    match Error::broker(code, String::new()) {
-        None => Ok(()),
-        Some(Error::Broker { error, .. }) => {
-            let mut context = context();
-            if let Some(m) = message.map(|m| m.trim()).filter(|m| !m.is_empty()) {
-                context = format!("{context} ({m})");
-            }
-            Err(Error::Broker { error, context })
-        }
-        Some(other) => Err(other),
-    }
-}
-
-/// Like [`check`] for a call about one topic: UNKNOWN_TOPIC_OR_PARTITION becomes
-/// [`Error::UnknownTopic`].
-pub(crate) fn check_topic(code: i16, message: Option<&StrBytes>, topic: &str, context: impl FnOnce() -> String) -> Result<()> {
-    if code == ResponseError::UnknownTopicOrPartition.code() {
-        return Err(Error::UnknownTopic(topic.to_string()));
-    }
-    check(code, message, context)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,7 +164,7 @@ mod tests {
     #[test]
     fn check_adds_context_and_broker_message() {
         assert!(check(0, None, || unreachable!()).is_ok());
-        let msg = StrBytes::from_static_str("replication factor 3 is larger than the number of brokers (1)");
+        let msg = kafka_protocol::protocol::StrBytes::from_static_str("replication factor 3 is larger than the number of brokers (1)");
         let e = check(38, Some(&msg), || "create topic `orders`".into()).unwrap_err();
         assert_eq!(e.kafka_error(), Some(ResponseError::InvalidReplicationFactor));
         let text = e.to_string();

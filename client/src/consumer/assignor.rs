@@ -10,7 +10,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTp;
 use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTp;
 use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
 
 use super::TopicPartition;
 
@@ -120,8 +120,12 @@ pub fn decode_assignment(mut bytes: Bytes) -> Option<Vec<TopicPartition>> {
     if bytes.remaining() < 2 {
         return Some(Vec::new());
     }
-    let version = bytes.get_i16().clamp(0, 3);
-    let a = ConsumerProtocolAssignment::decode(&mut bytes, version).ok()?;
+    // Newer versions only add fields at the end: read them as the newest known one.
+    let version = bytes.get_i16();
+    if version < 0 {
+        return None;
+    }
+    let a = ConsumerProtocolAssignment::decode(&mut bytes, version.min(ConsumerProtocolAssignment::VERSIONS.max)).ok()?;
     Some(
         a.assigned_partitions
             .iter()

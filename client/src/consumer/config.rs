@@ -118,23 +118,9 @@ const KEYS: &[&str] = &[
     "allow.auto.create.topics",
 ];
 
+crate::config::property_constructors!(ConsumerConfig);
+
 impl ConsumerConfig {
-    /// A config for these bootstrap servers.
-    pub fn new(bootstrap: &str) -> Result<Self> {
-        let mut c = ConsumerConfig::default();
-        c.set("bootstrap.servers", bootstrap)?;
-        Ok(c)
-    }
-
-    /// Builds a config from Kafka property pairs.
-    pub fn from_properties<K: AsRef<str>, V: AsRef<str>>(props: impl IntoIterator<Item = (K, V)>) -> Result<Self> {
-        let mut c = ConsumerConfig::default();
-        for (k, v) in props {
-            c.set(k.as_ref(), v.as_ref())?;
-        }
-        Ok(c)
-    }
-
     /// Sets one property by its Kafka name.
     pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self> {
         if self.common.set(key, value)? {

@@ -16,7 +16,7 @@ use kafka_protocol::ResponseError;
 use tokio::task::JoinSet;
 
 use super::config::OffsetReset;
-use super::offsets::{self, EARLIEST, LATEST};
+use super::offsets::{self, OffsetSpec};
 use super::{group, ConsumerRecord, Inner, TopicPartition};
 use crate::error::{Error, Result};
 use crate::wire::batch::BatchHeader;
@@ -106,24 +106,23 @@ pub(crate) async fn resolve_positions(inner: &Arc<Inner>) -> Result<()> {
             .inspect_err(|e| group::on_coordinator_error(inner, e))?;
         found.extend(committed.into_iter().filter_map(|(tp, o)| o.map(|o| (tp, o))));
     }
-    let mut by_policy: BTreeMap<i64, Vec<TopicPartition>> = BTreeMap::new();
+    let (mut earliest, mut latest) = (Vec::new(), Vec::new());
     let mut no_offset: Vec<TopicPartition> = Vec::new();
     for (tp, reset, _) in &wanted {
         if found.contains_key(tp) {
             continue;
         }
         match reset.unwrap_or(inner.config.auto_offset_reset) {
-            OffsetReset::Earliest => by_policy.entry(EARLIEST).or_default().push(tp.clone()),
-            OffsetReset::Latest => by_policy.entry(LATEST).or_default().push(tp.clone()),
+            OffsetReset::Earliest => earliest.push(tp.clone()),
+            OffsetReset::Latest => latest.push(tp.clone()),
             OffsetReset::None => no_offset.push(tp.clone()),
         }
     }
-    for (ts, tps) in by_policy {
-        if inner.cluster.metadata().leader(&tps[0].topic, tps[0].partition).is_none() {
-            let topics: Vec<String> = tps.iter().map(|tp| tp.topic.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-            inner.cluster.refresh(Some(&topics), false).await?;
+    for (spec, tps) in [(OffsetSpec::Earliest, earliest), (OffsetSpec::Latest, latest)] {
+        if tps.is_empty() {
+            continue;
         }
-        let listed = offsets::list_offsets(&inner.cluster, &tps, ts, inner.config.isolation_level.wire()).await?;
+        let listed = offsets::list_offsets(&inner.cluster, &tps, spec, inner.config.isolation_level.wire()).await?;
         found.extend(listed.into_iter().map(|(tp, (o, _))| (tp, o)));
     }
     let mut flagged = false;

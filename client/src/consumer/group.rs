@@ -450,9 +450,8 @@ async fn apply(inner: &Inner, protocol: Assignor, assigned: BTreeSet<TopicPartit
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::time::Instant;
 
-    use super::super::{take_records, ConsumerRecord, PartState, State, Subscription, TopicPartition};
+    use super::super::{take_records, ConsumerRecord, PartState, State, TopicPartition};
     use super::freeze;
 
     fn record(tp: &TopicPartition, offset: i64) -> ConsumerRecord {
@@ -477,20 +476,7 @@ mod tests {
                 (tp.clone(), ps)
             })
             .collect();
-        State {
-            subscription: Subscription::None,
-            manual: false,
-            parts,
-            generation: 1,
-            member_id: "m".into(),
-            protocol: None,
-            rejoin: false,
-            left_for_poll_timeout: false,
-            poll_allows_rejoin: false,
-            last_poll: Instant::now(),
-            error: None,
-            next_start: 0,
-        }
+        State { parts, generation: 1, member_id: "m".into(), ..State::new() }
     }
 
     /// What a revocation commits must cover every record poll handed out: once frozen, a

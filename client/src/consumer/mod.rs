@@ -157,6 +157,26 @@ pub(crate) struct State {
     pub next_start: usize,
 }
 
+impl State {
+    /// A consumer that has neither subscribed nor been assigned anything.
+    pub(crate) fn new() -> State {
+        State {
+            subscription: Subscription::None,
+            manual: false,
+            parts: BTreeMap::new(),
+            generation: -1,
+            member_id: String::new(),
+            protocol: None,
+            rejoin: false,
+            left_for_poll_timeout: false,
+            poll_allows_rejoin: false,
+            last_poll: Instant::now(),
+            error: None,
+            next_start: 0,
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub cluster: Arc<Cluster>,
     pub config: ConsumerConfig,
@@ -197,20 +217,7 @@ impl Consumer {
         let inner = Arc::new(Inner {
             cluster,
             config,
-            state: Mutex::new(State {
-                subscription: Subscription::None,
-                manual: false,
-                parts: BTreeMap::new(),
-                generation: -1,
-                member_id: String::new(),
-                protocol: None,
-                rejoin: false,
-                left_for_poll_timeout: false,
-                poll_allows_rejoin: false,
-                last_poll: Instant::now(),
-                error: None,
-                next_start: 0,
-            }),
+            state: Mutex::new(State::new()),
             data: Notify::new(),
             fetch_wake: Notify::new(),
             group_wake: Notify::new(),

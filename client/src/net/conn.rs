@@ -87,7 +87,7 @@ impl Connection {
         let req = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("samsa"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let mut body = self.round_trip(&req, 3, self.request_timeout).await?;
+        let mut body = self.write_request(&req, 3, self.request_timeout).await?.await?;
         // The ApiVersions response header is always v0 (KIP-511), and a broker that does
         // not serve v3 answers in v0 with the list it does serve.
         let _ = ResponseHeader::decode(&mut body, 0).map_err(|e| self.protocol(e))?;
@@ -125,16 +125,20 @@ impl Connection {
     }
 
     /// Sends `req` at `version` and decodes the response.
-    pub async fn send<R: Request>(&self, req: &R, version: i16) -> Result<R::Response> {
+    pub async fn send<R: Request>(&self, req: &R, version: i16) -> Result<R::Response>
+    where
+        R::Response: Send + 'static,
+    {
         self.send_with_timeout(req, version, self.request_timeout).await
     }
 
     /// Like [`Connection::send`], with a longer deadline for calls the broker may hold
     /// (JoinGroup waits for the whole rebalance).
-    pub async fn send_with_timeout<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<R::Response> {
-        let mut body = self.round_trip(req, version, timeout).await?;
-        ResponseHeader::decode(&mut body, R::Response::header_version(version)).map_err(|e| self.protocol(e))?;
-        R::Response::decode(&mut body, version).map_err(|e| self.protocol(e))
+    pub async fn send_with_timeout<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<R::Response>
+    where
+        R::Response: Send + 'static,
+    {
+        self.start_with_timeout(req, version, timeout).await?.await
     }
 
     /// Sends `req` and does not wait for an answer (Produce with acks=0).
@@ -173,11 +177,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes one request and waits for the response body.
-    async fn round_trip<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<Bytes> {
-        self.write_request(req, version, timeout).await?.await
-    }
-
     /// Writes `req` now and returns a future of the decoded response. Requests written
     /// by successive calls reach the broker in call order, so a caller that must keep
     /// order (the producer) writes in order and awaits the answers concurrently.
@@ -186,7 +185,15 @@ impl Connection {
         R: Request,
         R::Response: Send + 'static,
     {
-        let body = self.write_request(req, version, self.request_timeout).await?;
+        self.start_with_timeout(req, version, self.request_timeout).await
+    }
+
+    async fn start_with_timeout<R>(&self, req: &R, version: i16, timeout: Duration) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static>
+    where
+        R: Request,
+        R::Response: Send + 'static,
+    {
+        let body = self.write_request(req, version, timeout).await?;
         let addr = self.addr.clone();
         Ok(async move {
             let mut body = body.await?;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
@@ -17,7 +18,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::accumulator::{Batch, Readiness};
 use super::{Acks, Inner, RecordMetadata};
-use crate::error::{Error, Result};
+use crate::error::{check, Error, Result};
 
 /// Drained batches for one broker, with the in-flight permit they hold.
 type Work = (Vec<Batch>, OwnedSemaphorePermit);
@@ -220,31 +221,24 @@ fn on_request_error(inner: &Inner, node: i32, batches: Vec<Batch>, e: Error) {
 }
 
 fn on_response(inner: &Inner, node: i32, sendable: Vec<Batch>, response: kafka_protocol::messages::ProduceResponse) {
-    let mut by_partition: HashMap<(String, i32), (i16, i64, i64, Option<String>)> = HashMap::new();
+    let mut by_partition: HashMap<(String, i32), PartitionProduceResponse> = HashMap::new();
     for t in response.responses {
         for p in t.partition_responses {
-            by_partition.insert(
-                (t.name.0.to_string(), p.index),
-                (p.error_code, p.base_offset, p.log_append_time_ms, p.error_message.map(|m| m.to_string())),
-            );
+            by_partition.insert((t.name.0.to_string(), p.index), p);
         }
     }
     for batch in sendable {
         let key = (batch.topic.to_string(), batch.partition);
-        match by_partition.remove(&key) {
-            None => {
-                let e = Error::Protocol { addr: format!("broker {node}"), reason: format!("no answer for {}-{}", key.0, key.1) };
-                retry_or_fail(inner, batch, e, false);
-            }
-            Some((0, base, append_time, _)) => complete(inner, batch, base, append_time),
-            Some((code, _, _, message)) => {
-                let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
-                let mut context = format!("produce to {}-{}", key.0, key.1);
-                if let Some(m) = message {
-                    context.push_str(&format!(" ({m})"));
-                }
-                let refresh = needs_metadata(error);
-                retry_or_fail(inner, batch, Error::Broker { error, context }, refresh);
+        let Some(p) = by_partition.remove(&key) else {
+            let e = Error::Protocol { addr: format!("broker {node}"), reason: format!("no answer for {}-{}", key.0, key.1) };
+            retry_or_fail(inner, batch, e, false);
+            continue;
+        };
+        match check(p.error_code, p.error_message.as_ref(), || format!("produce to {}-{}", key.0, key.1)) {
+            Ok(()) => complete(inner, batch, p.base_offset, p.log_append_time_ms),
+            Err(e) => {
+                let refresh = e.kafka_error().is_some_and(needs_metadata);
+                retry_or_fail(inner, batch, e, refresh);
             }
         }
     }
