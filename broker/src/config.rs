@@ -60,7 +60,17 @@ const I32: i64 = i32::MAX as i64;
 /// Every config key the broker accepts.
 pub const DEFS: &[Def] = &[
     Def { name: "num.partitions", topic_name: None, kind: Kind::Int { min: 1, max: 100_000 }, default: "1", doc: "partitions of auto-created topics" },
-    Def { name: "default.replication.factor", topic_name: None, kind: Kind::Int { min: 1, max: 1 }, default: "1", doc: "replication factor of auto-created topics (1 on a single node)" },
+    Def { name: "default.replication.factor", topic_name: None, kind: Kind::Int { min: 1, max: 32767 }, default: "1", doc: "replication factor of auto-created topics" },
+    Def { name: "min.insync.replicas", topic_name: Some("min.insync.replicas"), kind: Kind::Int { min: 1, max: 32767 }, default: "1", doc: "acks=all writes need this many in-sync replicas, else NOT_ENOUGH_REPLICAS" },
+    Def { name: "unclean.leader.election.enable", topic_name: Some("unclean.leader.election.enable"), kind: Kind::Bool, default: "false", doc: "elect a leader outside the ISR (losing data); only false is supported" },
+    Def { name: "replica.lag.time.max.ms", topic_name: None, kind: Kind::Int { min: 100, max: I64 }, default: "30000", doc: "a follower that has not caught up for this long leaves the ISR" },
+    Def { name: "replica.fetch.wait.max.ms", topic_name: None, kind: Kind::Int { min: 0, max: I32 }, default: "500", doc: "how long a follower's fetch waits for new data" },
+    Def { name: "replica.fetch.max.bytes", topic_name: None, kind: Kind::Int { min: 1024, max: I32 }, default: "10485760", doc: "most bytes a follower fetches per request" },
+    Def { name: "broker.heartbeat.interval.ms", topic_name: None, kind: Kind::Int { min: 10, max: I32 }, default: "500", doc: "how often a broker heartbeats to the active controller" },
+    Def { name: "broker.session.timeout.ms", topic_name: None, kind: Kind::Int { min: 100, max: I32 }, default: "3000", doc: "a broker silent this long is fenced and loses its leaderships" },
+    Def { name: "leader.imbalance.check.interval.seconds", topic_name: None, kind: Kind::Int { min: 1, max: I32 }, default: "10", doc: "how often leadership moves back to preferred replicas" },
+    Def { name: "controlled.shutdown.timeout.ms", topic_name: None, kind: Kind::Int { min: 0, max: I32 }, default: "10000", doc: "on SIGTERM, wait at most this long for leadership to move away" },
+    Def { name: "offsets.topic.replication.factor", topic_name: None, kind: Kind::Int { min: 1, max: 32767 }, default: "3", doc: "replication factor of __consumer_offsets (capped at the live brokers)" },
     Def { name: "auto.create.topics.enable", topic_name: None, kind: Kind::Bool, default: "true", doc: "create a topic when a client asks for an unknown one" },
     Def { name: "log.segment.bytes", topic_name: Some("segment.bytes"), kind: Kind::Int { min: 1024, max: I32 }, default: "1073741824", doc: "roll a new segment when the active one reaches this size" },
     Def { name: "log.roll.ms", topic_name: Some("segment.ms"), kind: Kind::Int { min: 1, max: I64 }, default: "604800000", doc: "roll a new segment when the active one is this old" },
@@ -99,8 +109,8 @@ pub fn topic_def(name: &str) -> Option<&'static Def> {
 }
 
 /// Names of topic-level keys Kafka has that Samsa accepts but does not act on yet, so
-/// admin tools that set them (replication-related ones on a single node) do not fail.
-const ACCEPTED_TOPIC_KEYS: &[&str] = &["min.insync.replicas", "unclean.leader.election.enable", "compression.type"];
+/// admin tools that set them do not fail.
+const ACCEPTED_TOPIC_KEYS: &[&str] = &["compression.type"];
 
 /// Checks that `value` is acceptable for `def`, returning a plain-language reason if not.
 pub fn check_value(def: &Def, value: &str) -> std::result::Result<(), String> {
@@ -135,6 +145,9 @@ pub fn check_value(def: &Def, value: &str) -> std::result::Result<(), String> {
 pub fn check_topic_config(name: &str, value: &str) -> std::result::Result<(), String> {
     if ACCEPTED_TOPIC_KEYS.contains(&name) {
         return Ok(());
+    }
+    if name == "unclean.leader.election.enable" && value.trim() == "true" {
+        return Err("unclean.leader.election.enable=true is not supported: Samsa elects leaders from the ISR only, so acknowledged writes are never lost".into());
     }
     match topic_def(name) {
         Some(d) => check_value(d, value).map_err(|e| format!("topic config `{name}`: {e}")),

@@ -16,11 +16,14 @@
 //! Record batches are stored and served as the bytes producers sent; the broker rewrites
 //! only base offset and leader epoch (DESIGN §3).
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod error;
 pub mod group;
 pub mod log;
+pub mod meta;
+pub mod replica;
 pub mod server;
 pub mod topics;
 

@@ -20,7 +20,9 @@ use tracing::{debug, info, warn};
 use crate::api::{self, Outcome};
 use crate::config::BrokerConfig;
 use crate::group::Coordinator;
-use crate::topics::TopicManager;
+use crate::meta::{Command, Controller, ControllerOptions, Image};
+use crate::replica::fetcher::{FetcherConfig, Fetchers};
+use crate::topics::{Partition, TopicManager, OFFSETS_TOPIC};
 use crate::{Error, Result};
 
 /// How `samsa server` was asked to run.
@@ -32,8 +34,30 @@ pub struct BrokerOptions {
     pub listen: String,
     /// This broker's node id.
     pub node_id: i32,
+    /// Address for the controller RPC (cluster mode).
+    pub controller_listen: Option<String>,
+    /// The controller quorum, node id -> controller address; empty for a single node.
+    pub voters: std::collections::BTreeMap<i32, String>,
     /// Validated configuration.
     pub config: BrokerConfig,
+}
+
+/// Parses `--voters 1@HOST:PORT,2@HOST:PORT,...`.
+pub fn parse_voters(spec: &str) -> Result<std::collections::BTreeMap<i32, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('@')
+            .ok_or_else(|| Error::Config(format!("--voters entry `{item}` must look like ID@HOST:PORT, e.g. 1@127.0.0.1:9093")))?;
+        let id: i32 = id.trim().parse().map_err(|_| Error::Config(format!("--voters entry `{item}`: `{id}` is not a node id")))?;
+        if !addr.contains(':') {
+            return Err(Error::Config(format!("--voters entry `{item}`: `{addr}` needs HOST:PORT")));
+        }
+        if out.insert(id, addr.trim().to_string()).is_some() {
+            return Err(Error::Config(format!("--voters names node {id} twice")));
+        }
+    }
+    Ok(out)
 }
 
 /// Everything request handlers need.
@@ -48,10 +72,44 @@ pub struct BrokerState {
     pub cluster_id: String,
     /// Broker configuration.
     pub config: BrokerConfig,
-    /// Topics and logs.
+    /// Local partition replicas.
     pub topics: Arc<TopicManager>,
     /// Group coordinator.
     pub groups: Arc<Coordinator>,
+    /// The metadata quorum.
+    pub controller: Arc<Controller>,
+    /// Producer ids handed out by InitProducerId: (next, end of the block).
+    pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
+}
+
+impl BrokerState {
+    /// The applied metadata image.
+    pub fn image(&self) -> Arc<Image> {
+        self.controller.image()
+    }
+
+    /// Asks the controller to change a partition's ISR (once at a time per partition).
+    pub fn propose_isr(self: &Arc<Self>, p: &Arc<Partition>, isr: Vec<i32>) {
+        let cmd = {
+            let mut r = p.replica.lock().expect("replica lock");
+            if r.pending_isr.is_some() || !r.is_leader() {
+                return;
+            }
+            r.pending_isr = Some(isr.clone());
+            Command::AlterPartition { topic: p.topic.clone(), partition: p.index, broker: self.node_id, leader_epoch: r.leader_epoch, partition_epoch: r.partition_epoch, isr }
+        };
+        let state = self.clone();
+        let p = p.clone();
+        tokio::spawn(async move {
+            match state.controller.propose(cmd).await {
+                Ok(_) => tracing::info!(partition = %p.name(), isr = ?p.replica.lock().expect("replica lock").isr, "ISR changed"),
+                Err(e) => {
+                    tracing::info!(partition = %p.name(), "ISR change refused: {}", e.message);
+                    p.replica.lock().expect("replica lock").pending_isr = None;
+                }
+            }
+        });
+    }
 }
 
 /// A started broker.
@@ -61,6 +119,13 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _lock: std::fs::File,
+}
+
+/// A cluster id all nodes of one quorum agree on without talking: derived from `--voters`.
+fn cluster_id_of(voters: &std::collections::BTreeMap<i32, String>) -> String {
+    let text: String = voters.iter().map(|(id, a)| format!("{id}@{a},")).collect();
+    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("samsa-{h:016x}")
 }
 
 /// Reads or creates `meta.properties` (cluster id and node id), refusing a data directory
@@ -102,11 +167,39 @@ impl Broker {
         if lock.try_lock().is_err() {
             return Err(Error::Config(format!("data directory {} is in use by another samsa server", dir.display())));
         }
-        let cluster_id = load_meta(dir, opts.node_id)?;
+        let mut cluster_id = load_meta(dir, opts.node_id)?;
+        if !opts.voters.is_empty() {
+            if !opts.voters.contains_key(&opts.node_id) {
+                return Err(Error::Config(format!("--node-id {} is not one of the --voters; every node is a voter in this version", opts.node_id)));
+            }
+            cluster_id = cluster_id_of(&opts.voters);
+        }
         let listener = TcpListener::bind(&opts.listen).await.map_err(|e| Error::Listen { addr: opts.listen.clone(), source: e })?;
         let local_addr = listener.local_addr()?;
-        let topics = Arc::new(TopicManager::open(dir, opts.config.clone())?);
-        let groups = Arc::new(Coordinator::open(topics.clone())?);
+        let controller_listener = match (&opts.controller_listen, opts.voters.is_empty()) {
+            (Some(addr), false) => Some(TcpListener::bind(addr).await.map_err(|e| Error::Listen { addr: addr.clone(), source: e })?),
+            (None, false) => return Err(Error::Config("--voters needs --controller-listen HOST:PORT (this node's entry in --voters)".into())),
+            (Some(_), true) => return Err(Error::Config("--controller-listen needs --voters (the whole quorum, including this node)".into())),
+            (None, true) => None,
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let cfg = &opts.config;
+        let controller = Controller::start(
+            dir,
+            ControllerOptions {
+                node_id: opts.node_id,
+                voters: opts.voters.clone(),
+                listener: controller_listener,
+                advertised: (local_addr.ip().to_string(), i32::from(local_addr.port())),
+                heartbeat_interval: cfg.ms("broker.heartbeat.interval.ms"),
+                session_timeout: cfg.ms("broker.session.timeout.ms"),
+                leader_imbalance_interval: Duration::from_secs(cfg.int("leader.imbalance.check.interval.seconds") as u64),
+            },
+            shutdown_rx.clone(),
+        )
+        .await?;
+        let topics = Arc::new(TopicManager::new(dir, opts.config.clone(), opts.node_id));
+        let groups = Arc::new(Coordinator::new(topics.clone(), opts.node_id));
         let state = Arc::new(BrokerState {
             node_id: opts.node_id,
             host: local_addr.ip().to_string(),
@@ -115,11 +208,31 @@ impl Broker {
             config: opts.config.clone(),
             topics,
             groups,
+            controller,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let fetchers = Fetchers::new(
+            FetcherConfig { me: opts.node_id, wait: cfg.ms("replica.fetch.wait.max.ms"), max_bytes: cfg.int("replica.fetch.max.bytes") as i32 },
+            state.topics.clone(),
+            state.controller.subscribe(),
+            shutdown_rx.clone(),
+        );
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(follow_image(state.clone(), fetchers, shutdown_rx.clone())));
+        if state.controller.is_single_node() {
+            // A single node answers clients only once it is registered and leads its
+            // partitions, so a script that waits for the "listening" line can use it at once.
+            let mut rx = state.controller.subscribe();
+            let me = opts.node_id;
+            let ready = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|img| img.is_live(me))).await;
+            if !matches!(ready, Ok(Ok(_))) {
+                return Err(Error::Config("the single-node metadata quorum did not start within 30 s".into()));
+            }
+            wait_reconciled(&state).await;
+        }
         tasks.push(tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(group_ticks(state.clone(), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(isr_checks(state.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(maintenance(state.clone(), shutdown_rx)));
         Ok(Self { state, local_addr, shutdown, tasks, _lock: lock })
     }
@@ -134,14 +247,20 @@ impl Broker {
         &self.state
     }
 
-    /// Stops accepting, ends background jobs and flushes every partition.
+    /// Moves leadership away (controlled shutdown), stops accepting, ends background jobs
+    /// and flushes every partition.
     pub async fn shutdown(self) {
+        let timeout = self.state.config.ms("controlled.shutdown.timeout.ms");
+        if !timeout.is_zero() {
+            self.state.controller.controlled_shutdown(timeout).await;
+        }
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
         let topics = self.state.topics.clone();
         let _ = tokio::task::spawn_blocking(move || topics.flush_all()).await;
+        self.state.controller.shutdown().await;
         info!("shut down cleanly");
     }
 }
@@ -210,6 +329,72 @@ async fn serve(mut socket: TcpStream, peer: SocketAddr, state: Arc<BrokerState>,
                 if n == 0 {
                     return Ok(());
                 }
+            }
+        }
+    }
+}
+
+/// Waits until the local replicas reflect the applied image (bounded).
+async fn wait_reconciled(state: &BrokerState) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        let image = state.image();
+        let me = state.node_id;
+        let pending = image.topics.values().any(|t| {
+            t.partitions.iter().enumerate().any(|(i, p)| p.replicas.contains(&me) && state.topics.partition(&t.name, i as i32).is_none_or(|l| l.replica.lock().expect("replica lock").leader_epoch != p.leader_epoch))
+        });
+        if !pending {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Applies every new metadata image to the local replicas: logs, roles, fetchers and the
+/// group coordinator's partitions.
+async fn follow_image(state: Arc<BrokerState>, fetchers: Arc<Fetchers>, mut shutdown: watch::Receiver<bool>) {
+    let mut rx = state.controller.subscribe();
+    loop {
+        let image = rx.borrow_and_update().clone();
+        let topics = state.topics.clone();
+        let img = image.clone();
+        let t = tokio::task::spawn_blocking(move || topics.apply_image(&img)).await.unwrap_or_else(|e| {
+            tracing::error!("applying metadata failed: {e}");
+            Default::default()
+        });
+        if !(t.leaders.is_empty() && t.followers.is_empty() && t.removed.is_empty()) {
+            tracing::info!(now_leading = t.leaders.len(), now_following = t.followers.len(), removed = t.removed.len(), "applied metadata changes");
+        }
+        let count = image.topic(OFFSETS_TOPIC).map_or(0, |t| t.partitions.len() as i32);
+        for p in t.leaders.iter().filter(|p| p.topic == OFFSETS_TOPIC) {
+            state.groups.load_partition(p, count);
+        }
+        for p in t.followers.iter().chain(&t.removed).filter(|p| p.topic == OFFSETS_TOPIC) {
+            state.groups.unload_partition(p.index);
+        }
+        fetchers.refresh();
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Leaders drop followers that stopped catching up from the ISR (through the controller).
+async fn isr_checks(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let lag = state.config.ms("replica.lag.time.max.ms");
+    let mut every = tokio::time::interval((lag / 4).clamp(Duration::from_millis(100), Duration::from_secs(2)));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = std::time::Instant::now();
+        for p in state.topics.all_partitions() {
+            let shrink = p.replica.lock().expect("replica lock").shrink(now, lag);
+            if let Some(isr) = shrink {
+                tracing::warn!(partition = %p.name(), ?isr, "followers fell behind for more than replica.lag.time.max.ms; shrinking the ISR");
+                state.propose_isr(&p, isr);
             }
         }
     }

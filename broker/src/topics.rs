@@ -1,27 +1,32 @@
-//! Topic metadata and the partition logs behind it.
+//! Local replicas: the partition logs this broker holds, kept in step with the metadata
+//! image.
 //!
-//! The topic list (name, UUID, partition count, config overrides) is kept in
-//! `<data>/topics.json`, replaced atomically (write, fsync, rename) on every change.
-//! Partition logs live in `<data>/<topic>-<partition>/`.
+//! Topics themselves (names, UUIDs, assignments, configs) live in the metadata image
+//! ([`crate::meta`]); [`TopicManager::apply_image`] opens a log for every partition the
+//! image assigns to this broker, applies leader/follower changes, and deletes logs of
+//! topics that are gone. Partition logs live in `<data>/<topic>-<partition>/`, with the
+//! topic's UUID in `partition.metadata` so a recreated topic never inherits old data.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use kafka_protocol::ResponseError;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::config::{check_topic_config, BrokerConfig};
+use crate::config::BrokerConfig;
 use crate::log::PartitionLog;
-use crate::{now_ms, Error, Result};
+use crate::meta::{Image, TopicInfo};
+use crate::now_ms;
+use crate::replica::{Replica, RoleChange};
 
 /// Name of the internal topic that stores committed group offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Longest topic name Kafka accepts.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
-const METADATA_FILE: &str = "topics.json";
+const PARTITION_METADATA: &str = "partition.metadata";
 
 /// A Kafka error code with a message for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,63 +44,9 @@ impl ApiError {
     }
 }
 
-/// One partition: its index and log.
-#[derive(Debug)]
-pub struct Partition {
-    /// Partition number.
-    pub index: i32,
-    /// The log; `std::sync::Mutex` because the guard is never held across an `.await`
-    /// (appends and reads are short synchronous file operations).
-    pub log: Mutex<PartitionLog>,
-}
-
-/// A topic as the broker knows it. Immutable: changes replace the `Arc<Topic>`.
-#[derive(Debug)]
-pub struct Topic {
-    /// Topic name.
-    pub name: String,
-    /// Topic UUID (Metadata v10+, Fetch v13+).
-    pub id: Uuid,
-    /// Partitions by index.
-    pub partitions: Vec<Arc<Partition>>,
-    /// Topic-level config overrides (topic-level key names).
-    pub configs: BTreeMap<String, String>,
-}
-
-impl Topic {
-    /// Whether this is a broker-internal topic.
-    pub fn is_internal(&self) -> bool {
-        self.name == OFFSETS_TOPIC
-    }
-
-    /// A partition by index.
-    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
-        usize::try_from(index).ok().and_then(|i| self.partitions.get(i))
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredTopic {
-    name: String,
-    id: Uuid,
-    partitions: i32,
-    configs: BTreeMap<String, String>,
-}
-
-#[derive(Default)]
-struct Registry {
-    by_name: BTreeMap<String, Arc<Topic>>,
-    by_id: HashMap<Uuid, String>,
-}
-
-/// All topics of the broker.
-pub struct TopicManager {
-    data_dir: PathBuf,
-    config: BrokerConfig,
-    registry: RwLock<Registry>,
-    /// Serialises metadata changes (create, delete, alter) and their file writes.
-    changes: Mutex<()>,
-    appended: watch::Sender<u64>,
+/// Whether a topic is broker-internal.
+pub fn is_internal(name: &str) -> bool {
+    name == OFFSETS_TOPIC
 }
 
 /// Checks a topic name as Kafka does: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -120,39 +71,62 @@ fn partition_dir(data_dir: &Path, topic: &str, p: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{p}"))
 }
 
+/// One local replica of a partition.
+#[derive(Debug)]
+pub struct Partition {
+    /// Topic name.
+    pub topic: String,
+    /// Topic UUID.
+    pub topic_id: Uuid,
+    /// Partition number.
+    pub index: i32,
+    /// The log; `std::sync::Mutex` because the guard is never held across an `.await`
+    /// (appends and reads are short synchronous file operations). Lock order: `log`
+    /// before `replica`.
+    pub log: Mutex<PartitionLog>,
+    /// Role, ISR and high watermark.
+    pub replica: Mutex<Replica>,
+}
+
+impl Partition {
+    /// `topic-index`, for messages.
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.topic, self.index)
+    }
+
+    /// The high watermark.
+    pub fn high_watermark(&self) -> i64 {
+        self.replica.lock().expect("replica lock").hw
+    }
+}
+
+/// What an image changed locally, for the runtime to act on.
+#[derive(Default)]
+pub struct Transitions {
+    /// Partitions this broker now leads (new leader epoch).
+    pub leaders: Vec<Arc<Partition>>,
+    /// Partitions this broker now follows (new leader or epoch).
+    pub followers: Vec<Arc<Partition>>,
+    /// Partitions removed from this broker.
+    pub removed: Vec<Arc<Partition>>,
+}
+
+/// The partitions this broker holds.
+pub struct TopicManager {
+    data_dir: PathBuf,
+    config: BrokerConfig,
+    node_id: i32,
+    partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    /// Serialises `apply_image` calls.
+    applying: Mutex<()>,
+    appended: watch::Sender<u64>,
+}
+
 impl TopicManager {
-    /// Loads the topic list and opens every partition log (recovering torn tails).
-    pub fn open(data_dir: &Path, config: BrokerConfig) -> Result<Self> {
-        let stored: Vec<StoredTopic> = match std::fs::read(data_dir.join(METADATA_FILE)) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                Error::Config(format!("{} is not valid topic metadata: {e}", data_dir.join(METADATA_FILE).display()))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::DataDir { path: data_dir.to_path_buf(), source: e }),
-        };
+    /// A manager for `data_dir`; logs open when the first image assigns them.
+    pub fn new(data_dir: &Path, config: BrokerConfig, node_id: i32) -> Self {
         let (appended, _) = watch::channel(0);
-        let mgr = Self {
-            data_dir: data_dir.to_path_buf(),
-            config,
-            registry: RwLock::new(Registry::default()),
-            changes: Mutex::new(()),
-            appended,
-        };
-        let now = now_ms();
-        for t in stored {
-            let log_config = mgr.config.log_config(&t.configs);
-            let partitions = (0..t.partitions)
-                .map(|p| {
-                    let log = PartitionLog::open(&partition_dir(data_dir, &t.name, p), log_config.clone(), now)?;
-                    Ok(Arc::new(Partition { index: p, log: Mutex::new(log) }))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let topic = Arc::new(Topic { name: t.name.clone(), id: t.id, partitions, configs: t.configs });
-            let mut reg = mgr.registry.write().expect("registry lock");
-            reg.by_id.insert(topic.id, topic.name.clone());
-            reg.by_name.insert(topic.name.clone(), topic);
-        }
-        Ok(mgr)
+        Self { data_dir: data_dir.to_path_buf(), config, node_id, partitions: RwLock::new(HashMap::new()), applying: Mutex::new(()), appended }
     }
 
     /// The broker configuration.
@@ -160,183 +134,158 @@ impl TopicManager {
         &self.config
     }
 
-    /// A topic by name.
-    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
-        self.registry.read().expect("registry lock").by_name.get(name).cloned()
+    /// The local replica of a partition.
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.partitions.read().expect("partitions lock").get(&(topic.to_string(), index)).cloned()
     }
 
-    /// A topic by UUID.
-    pub fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
-        let reg = self.registry.read().expect("registry lock");
-        reg.by_id.get(&id).and_then(|n| reg.by_name.get(n)).cloned()
+    /// Every local replica.
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().expect("partitions lock").values().cloned().collect()
     }
 
-    /// Every topic, by name.
-    pub fn all(&self) -> Vec<Arc<Topic>> {
-        self.registry.read().expect("registry lock").by_name.values().cloned().collect()
-    }
-
-    /// A receiver that changes whenever any partition gets new data (Fetch long polls).
+    /// A receiver that changes whenever a partition gets new data or a new high
+    /// watermark (Fetch long polls, acks=all waits).
     pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
         self.appended.subscribe()
     }
 
-    /// Wakes waiting fetches after an append.
+    /// Wakes waiting fetches and produces.
     pub fn notify_append(&self) {
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    fn persist(&self, reg: &Registry) -> Result<()> {
-        let stored: Vec<StoredTopic> = reg
-            .by_name
-            .values()
-            .map(|t| StoredTopic { name: t.name.clone(), id: t.id, partitions: t.partitions.len() as i32, configs: t.configs.clone() })
-            .collect();
-        let bytes = serde_json::to_vec_pretty(&stored).map_err(|e| Error::Config(e.to_string()))?;
-        let tmp = self.data_dir.join(format!("{METADATA_FILE}.tmp"));
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
+    /// Waits until the high watermark reaches `end` (every in-sync replica has the data)
+    /// while this replica still leads at `epoch`. With `min_isr`, an ISR that shrinks below
+    /// it meanwhile fails the wait with NOT_ENOUGH_REPLICAS_AFTER_APPEND, as in Kafka.
+    pub async fn wait_replicated(&self, p: &Partition, end: i64, epoch: i32, timeout: std::time::Duration, min_isr: Option<usize>) -> Result<(), ResponseError> {
+        let mut rx = self.subscribe_appends();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            {
+                let r = p.replica.lock().expect("replica lock");
+                if !r.is_leader() || r.leader_epoch != epoch {
+                    return Err(ResponseError::NotLeaderOrFollower);
+                }
+                if r.hw >= end {
+                    return Ok(());
+                }
+                if min_isr.is_some_and(|m| r.isr.len() < m) {
+                    return Err(ResponseError::NotEnoughReplicasAfterAppend);
+                }
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                return Err(ResponseError::RequestTimedOut);
+            }
         }
-        std::fs::rename(&tmp, self.data_dir.join(METADATA_FILE))?;
-        std::fs::File::open(&self.data_dir)?.sync_all()?;
-        Ok(())
     }
 
-    /// Creates a topic. With `validate_only` nothing is changed.
-    pub fn create(
-        &self,
-        name: &str,
-        partitions: i32,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> std::result::Result<Arc<Topic>, ApiError> {
-        validate_topic_name(name)?;
-        if partitions < 1 || partitions > 100_000 {
-            return Err(ApiError::new(ResponseError::InvalidPartitions, format!("number of partitions must be between 1 and 100000, got {partitions}")));
-        }
-        for (k, v) in &configs {
-            check_topic_config(k, v).map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
-        }
-        let _guard = self.changes.lock().expect("changes lock");
-        if self.get(name).is_some() {
-            return Err(ApiError::new(ResponseError::TopicAlreadyExists, format!("topic `{name}` already exists")));
-        }
-        // Kafka refuses names that collide once '.' and '_' are treated alike (metrics).
-        let norm = |s: &str| s.replace('.', "_");
-        if let Some(t) = self.all().iter().find(|t| norm(&t.name) == norm(name)) {
-            return Err(ApiError::new(ResponseError::InvalidTopicException, format!("topic `{name}` collides with existing topic `{}` ('.' and '_' are treated alike)", t.name)));
-        }
-        let log_config = self.config.log_config(&configs);
-        if validate_only {
-            return Ok(Arc::new(Topic { name: name.to_string(), id: Uuid::nil(), partitions: Vec::new(), configs }));
-        }
-        let now = now_ms();
-        let storage = |e: std::io::Error| ApiError::new(ResponseError::KafkaStorageError, format!("cannot create topic `{name}`: {e}"));
-        let parts = (0..partitions)
-            .map(|p| {
-                let dir = partition_dir(&self.data_dir, name, p);
-                let _ = std::fs::remove_dir_all(&dir); // leftovers of a torn delete
-                let log = PartitionLog::open(&dir, log_config.clone(), now).map_err(storage)?;
-                Ok(Arc::new(Partition { index: p, log: Mutex::new(log) }))
-            })
-            .collect::<std::result::Result<Vec<_>, ApiError>>()?;
-        let topic = Arc::new(Topic { name: name.to_string(), id: Uuid::new_v4(), partitions: parts, configs });
-        let mut reg = self.registry.write().expect("registry lock");
-        reg.by_id.insert(topic.id, topic.name.clone());
-        reg.by_name.insert(topic.name.clone(), topic.clone());
-        self.persist(&reg).map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
-        Ok(topic)
+    /// The `min.insync.replicas` of a topic.
+    pub fn min_insync(&self, topic: &TopicInfo) -> usize {
+        topic.configs.get("min.insync.replicas").and_then(|v| v.parse().ok()).unwrap_or(self.config.int("min.insync.replicas") as usize)
     }
 
-    /// Deletes a topic and its data.
-    pub fn delete(&self, name: &str) -> std::result::Result<Uuid, ApiError> {
-        let _guard = self.changes.lock().expect("changes lock");
-        let topic = {
-            let mut reg = self.registry.write().expect("registry lock");
-            let topic = reg.by_name.remove(name).ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")))?;
-            reg.by_id.remove(&topic.id);
-            self.persist(&reg).map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
-            topic
+    fn open_log(&self, t: &TopicInfo, index: i32) -> std::io::Result<PartitionLog> {
+        let dir = partition_dir(&self.data_dir, &t.name, index);
+        let marker = dir.join(PARTITION_METADATA);
+        let stored = std::fs::read_to_string(&marker).ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("topic_id=")).and_then(|v| v.trim().parse::<Uuid>().ok()));
+        if stored.is_some_and(|id| id != t.id) || (stored.is_none() && dir.exists() && !dir.join("00000000000000000000.log").exists()) {
+            tracing::info!(dir = %dir.display(), "removing data of an older topic with the same name");
+            std::fs::remove_dir_all(&dir)?;
+        }
+        let log = PartitionLog::open(&dir, self.config.log_config(&t.configs), now_ms())?;
+        if stored != Some(t.id) {
+            std::fs::write(&marker, format!("version=0\ntopic_id={}\n", t.id))?;
+        }
+        Ok(log)
+    }
+
+    /// Brings local replicas in line with `image`: opens logs for newly assigned
+    /// partitions, applies role and ISR changes, deletes logs of removed ones.
+    pub fn apply_image(&self, image: &Image) -> Transitions {
+        let _guard = self.applying.lock().expect("applying lock");
+        let mut out = Transitions::default();
+        let now = Instant::now();
+        let mut wanted = HashSet::new();
+        for t in image.topics.values() {
+            let log_config = self.config.log_config(&t.configs);
+            for (index, info) in t.partitions.iter().enumerate() {
+                let index = index as i32;
+                if !info.replicas.contains(&self.node_id) {
+                    continue;
+                }
+                wanted.insert((t.name.clone(), index));
+                let existing = self.partition(&t.name, index).filter(|p| p.topic_id == t.id);
+                let partition = match existing {
+                    Some(p) => p,
+                    None => match self.open_log(t, index) {
+                        Ok(log) => {
+                            let p = Arc::new(Partition { topic: t.name.clone(), topic_id: t.id, index, log: Mutex::new(log), replica: Mutex::new(Replica::new(self.node_id)) });
+                            self.partitions.write().expect("partitions lock").insert((t.name.clone(), index), p.clone());
+                            p
+                        }
+                        Err(e) => {
+                            tracing::error!(topic = %t.name, partition = index, "cannot open partition log: {e}");
+                            continue;
+                        }
+                    },
+                };
+                let mut log = partition.log.lock().expect("log lock");
+                if log.config() != &log_config {
+                    log.set_config(log_config.clone());
+                }
+                let leo = log.log_end_offset();
+                let change = partition.replica.lock().expect("replica lock").apply(info, leo, now);
+                match change {
+                    RoleChange::BecameLeader => {
+                        log.assign_epoch(info.leader_epoch, leo);
+                        tracing::debug!(topic = %t.name, partition = index, epoch = info.leader_epoch, "leading partition");
+                        out.leaders.push(partition.clone());
+                    }
+                    RoleChange::BecameFollower => {
+                        tracing::debug!(topic = %t.name, partition = index, leader = info.leader, epoch = info.leader_epoch, "following partition");
+                        out.followers.push(partition.clone());
+                    }
+                    RoleChange::None => {}
+                }
+            }
+        }
+        let doomed: Vec<Arc<Partition>> = {
+            let mut parts = self.partitions.write().expect("partitions lock");
+            let keys: Vec<_> = parts.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
+            keys.into_iter().filter_map(|k| parts.remove(&k)).collect()
         };
-        for p in &topic.partitions {
-            let _ = std::fs::remove_dir_all(partition_dir(&self.data_dir, name, p.index));
+        for p in doomed {
+            tracing::info!(topic = %p.topic, partition = p.index, "removing local replica");
+            let _ = std::fs::remove_dir_all(partition_dir(&self.data_dir, &p.topic, p.index));
+            out.removed.push(p);
         }
-        Ok(topic.id)
-    }
-
-    /// Grows a topic to `total` partitions.
-    pub fn add_partitions(&self, name: &str, total: i32, validate_only: bool) -> std::result::Result<(), ApiError> {
-        let _guard = self.changes.lock().expect("changes lock");
-        let topic = self.get(name).ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")))?;
-        let current = topic.partitions.len() as i32;
-        if total <= current {
-            return Err(ApiError::new(ResponseError::InvalidPartitions, format!("topic `{name}` has {current} partitions; the new count must be larger, got {total}")));
-        }
-        if total > 100_000 {
-            return Err(ApiError::new(ResponseError::InvalidPartitions, "at most 100000 partitions"));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let log_config = self.config.log_config(&topic.configs);
-        let mut parts = topic.partitions.clone();
-        for p in current..total {
-            let log = PartitionLog::open(&partition_dir(&self.data_dir, name, p), log_config.clone(), now_ms())
-                .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
-            parts.push(Arc::new(Partition { index: p, log: Mutex::new(log) }));
-        }
-        self.replace(Topic { name: topic.name.clone(), id: topic.id, partitions: parts, configs: topic.configs.clone() })
-    }
-
-    /// Replaces a topic's config overrides and applies them to its logs.
-    pub fn set_configs(&self, name: &str, configs: BTreeMap<String, String>, validate_only: bool) -> std::result::Result<(), ApiError> {
-        for (k, v) in &configs {
-            check_topic_config(k, v).map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
-        }
-        let _guard = self.changes.lock().expect("changes lock");
-        let topic = self.get(name).ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")))?;
-        if validate_only {
-            return Ok(());
-        }
-        let log_config = self.config.log_config(&configs);
-        for p in &topic.partitions {
-            p.log.lock().expect("log lock").set_config(log_config.clone());
-        }
-        self.replace(Topic { name: topic.name.clone(), id: topic.id, partitions: topic.partitions.clone(), configs })
-    }
-
-    fn replace(&self, topic: Topic) -> std::result::Result<(), ApiError> {
-        let mut reg = self.registry.write().expect("registry lock");
-        reg.by_name.insert(topic.name.clone(), Arc::new(topic));
-        self.persist(&reg).map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))
+        self.notify_append();
+        out
     }
 
     /// Runs retention, compaction and time-based flushes over every partition once.
     pub fn maintenance(&self, retention: bool, compaction: bool) {
         let now = now_ms();
-        for topic in self.all() {
-            for p in &topic.partitions {
-                let mut log = p.log.lock().expect("log lock");
-                if retention {
-                    match log.apply_retention(now) {
-                        Ok(n) if n > 0 => tracing::info!(topic = %topic.name, partition = p.index, segments = n, "retention deleted segments"),
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(topic = %topic.name, partition = p.index, "retention failed: {e}"),
-                    }
+        for p in self.all_partitions() {
+            let mut log = p.log.lock().expect("log lock");
+            if retention {
+                match log.apply_retention(now) {
+                    Ok(n) if n > 0 => tracing::info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(topic = %p.topic, partition = p.index, "retention failed: {e}"),
                 }
-                if compaction && log.config().compact {
-                    match crate::log::cleaner::compact(&mut log, now, false) {
-                        Ok(s) if s.segments_cleaned > 0 => tracing::info!(topic = %topic.name, partition = p.index, ?s, "compacted"),
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(topic = %topic.name, partition = p.index, "compaction failed: {e}"),
-                    }
+            }
+            if compaction && log.config().compact {
+                match crate::log::cleaner::compact(&mut log, now, false) {
+                    Ok(s) if s.segments_cleaned > 0 => tracing::info!(topic = %p.topic, partition = p.index, ?s, "compacted"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(topic = %p.topic, partition = p.index, "compaction failed: {e}"),
                 }
-                if let Err(e) = log.flush_if_due(now) {
-                    tracing::error!(topic = %topic.name, partition = p.index, "flush failed: {e}");
-                }
+            }
+            if let Err(e) = log.flush_if_due(now) {
+                tracing::error!(topic = %p.topic, partition = p.index, "flush failed: {e}");
             }
         }
     }
@@ -344,12 +293,9 @@ impl TopicManager {
     /// Flushes every partition (clean shutdown).
     pub fn flush_all(&self) {
         let now = now_ms();
-        for topic in self.all() {
-            for p in &topic.partitions {
-                let mut log = p.log.lock().expect("log lock");
-                if let Err(e) = log.flush(now) {
-                    tracing::error!(topic = %topic.name, partition = p.index, "flush failed: {e}");
-                }
+        for p in self.all_partitions() {
+            if let Err(e) = p.log.lock().expect("log lock").flush(now) {
+                tracing::error!(topic = %p.topic, partition = p.index, "flush failed: {e}");
             }
         }
     }
@@ -365,25 +311,5 @@ mod tests {
         for bad in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
             assert_eq!(validate_topic_name(bad).unwrap_err().code, ResponseError::InvalidTopicException, "{bad}");
         }
-    }
-
-    #[test]
-    fn create_persist_reload_delete() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = TopicManager::open(dir.path(), BrokerConfig::default()).unwrap();
-        let mut cfg = BTreeMap::new();
-        cfg.insert("cleanup.policy".into(), "compact".into());
-        let t = m.create("a", 3, cfg.clone(), false).unwrap();
-        assert_eq!(m.create("a", 1, BTreeMap::new(), false).unwrap_err().code, ResponseError::TopicAlreadyExists);
-        assert_eq!(m.create("b", 0, BTreeMap::new(), false).unwrap_err().code, ResponseError::InvalidPartitions);
-        m.add_partitions("a", 5, false).unwrap();
-        drop(m);
-        let m = TopicManager::open(dir.path(), BrokerConfig::default()).unwrap();
-        let t2 = m.get("a").unwrap();
-        assert_eq!((t2.id, t2.partitions.len(), &t2.configs), (t.id, 5, &cfg));
-        assert!(m.get_by_id(t.id).is_some());
-        m.delete("a").unwrap();
-        assert!(m.get("a").is_none());
-        assert!(!dir.path().join("a-0").exists());
     }
 }

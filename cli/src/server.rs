@@ -1,4 +1,4 @@
-//! `samsa server`: run a single-node broker.
+//! `samsa server`: run a broker, alone or as one node of a cluster.
 
 use std::path::PathBuf;
 
@@ -16,9 +16,18 @@ pub struct ServerArgs {
     /// Address for Kafka clients; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
     listen: String,
-    /// This broker's node id.
+    /// This broker's node id (also its id in the controller quorum).
     #[arg(long, default_value_t = 1, value_name = "N")]
     node_id: i32,
+    /// Address for the controller quorum and broker-to-controller traffic (cluster mode;
+    /// this node's entry in --voters).
+    #[arg(long, value_name = "HOST:PORT", requires = "voters")]
+    controller_listen: Option<String>,
+    /// The controller quorum, e.g. 1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293.
+    /// Every node listed is broker and controller (KRaft combined mode); start them in any
+    /// order. Without it the server is a single node.
+    #[arg(long, value_name = "ID@HOST:PORT,...", requires = "controller_listen")]
+    voters: Option<String>,
     /// A properties file with Kafka broker settings (num.partitions, log.retention.ms, ...).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -51,7 +60,18 @@ fn load_config(args: &ServerArgs) -> samsa_broker::Result<BrokerConfig> {
 /// Runs the broker until SIGINT/SIGTERM.
 pub async fn run(args: ServerArgs) -> Result<(), String> {
     let config = load_config(&args).map_err(|e| e.to_string())?;
-    let broker = Broker::start(BrokerOptions { data_dir: args.data_dir.clone(), listen: args.listen.clone(), node_id: args.node_id, config })
+    let voters = match &args.voters {
+        Some(v) => samsa_broker::server::parse_voters(v).map_err(|e| e.to_string())?,
+        None => Default::default(),
+    };
+    let broker = Broker::start(BrokerOptions {
+        data_dir: args.data_dir.clone(),
+        listen: args.listen.clone(),
+        node_id: args.node_id,
+        controller_listen: args.controller_listen.clone(),
+        voters,
+        config,
+    })
         .await
         .map_err(|e| e.to_string())?;
     // The one line scripts wait for; everything else goes to stderr.

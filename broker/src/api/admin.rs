@@ -14,21 +14,6 @@ use crate::config::DEFS;
 use crate::server::BrokerState;
 use crate::topics::ApiError;
 
-fn check_replication(state: &BrokerState, rf: i16, brokers: &[&[BrokerId]]) -> Result<(), ApiError> {
-    if rf > 1 {
-        return Err(ApiError::new(ResponseError::InvalidReplicationFactor, format!("replication factor {rf} is larger than the number of brokers (1)")));
-    }
-    if rf == 0 || rf < -1 {
-        return Err(ApiError::new(ResponseError::InvalidReplicationFactor, format!("replication factor must be positive, got {rf}")));
-    }
-    for ids in brokers {
-        if ids.len() != 1 || ids[0].0 != state.node_id {
-            return Err(ApiError::new(ResponseError::InvalidReplicaAssignment, format!("replica assignment must name exactly broker {}", state.node_id)));
-        }
-    }
-    Ok(())
-}
-
 /// Effective topic-level configs with their source (1 = topic override, 5 = default).
 pub(crate) fn topic_configs(state: &BrokerState, overrides: &BTreeMap<String, String>) -> Vec<(String, String, i8)> {
     DEFS.iter()
@@ -43,7 +28,7 @@ pub(crate) fn topic_configs(state: &BrokerState, overrides: &BTreeMap<String, St
 }
 
 /// Handles CreateTopics.
-pub fn create_topics(state: &BrokerState, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn create_topics(state: &BrokerState, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut resp = CreateTopicsResponse::default();
     let mut seen = HashSet::new();
     let dupes: HashSet<String> = req.topics.iter().filter(|t| !seen.insert(t.name.0.to_string())).map(|t| t.name.0.to_string()).collect();
@@ -51,33 +36,26 @@ pub fn create_topics(state: &BrokerState, req: CreateTopicsRequest, version: i16
         let name = t.name.0.to_string();
         let mut r = CreatableTopicResult::default();
         r.name = t.name.clone();
-        let result = (|| {
+        let result = async {
             if dupes.contains(&name) {
                 return Err(ApiError::new(ResponseError::InvalidRequest, format!("topic `{name}` appears more than once in the request")));
             }
-            let assigned: Vec<&[BrokerId]> = t.assignments.iter().map(|a| a.broker_ids.as_slice()).collect();
-            check_replication(state, if t.assignments.is_empty() { t.replication_factor } else { -1 }, &assigned)?;
-            let partitions = if !t.assignments.is_empty() {
-                if t.num_partitions != -1 {
-                    return Err(ApiError::new(ResponseError::InvalidRequest, "give either num_partitions or replica assignments, not both"));
-                }
-                t.assignments.len() as i32
-            } else if t.num_partitions == -1 {
-                state.config.int("num.partitions") as i32
-            } else {
-                t.num_partitions
-            };
+            let assignments: Vec<Vec<i32>> = t.assignments.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect();
+            if !assignments.is_empty() && (t.num_partitions != -1 || t.replication_factor != -1) {
+                return Err(ApiError::new(ResponseError::InvalidRequest, "give either num_partitions/replication_factor or replica assignments, not both"));
+            }
             let configs: BTreeMap<String, String> = t.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect();
-            state.topics.create(&name, partitions, configs, req.validate_only)
-        })();
+            state.create_topic(&name, t.num_partitions, t.replication_factor, assignments, configs, req.validate_only).await
+        }
+        .await;
         match result {
             Ok(topic) => {
                 if version >= 7 {
                     r.topic_id = topic.id;
                 }
                 if version >= 5 {
-                    r.num_partitions = if req.validate_only { t.num_partitions } else { topic.partitions.len() as i32 };
-                    r.replication_factor = 1;
+                    r.num_partitions = topic.partitions.len() as i32;
+                    r.replication_factor = topic.partitions.first().map_or(0, |p| p.replicas.len() as i16);
                     r.configs = Some(
                         topic_configs(state, &topic.configs)
                             .into_iter()
@@ -90,9 +68,6 @@ pub fn create_topics(state: &BrokerState, req: CreateTopicsRequest, version: i16
                             })
                             .collect(),
                     );
-                }
-                if !req.validate_only {
-                    tracing::info!(topic = %name, partitions = topic.partitions.len(), "created topic");
                 }
             }
             Err(e) => {
@@ -112,7 +87,7 @@ pub fn create_topics(state: &BrokerState, req: CreateTopicsRequest, version: i16
 }
 
 /// Handles DeleteTopics (by name, or by id from v6).
-pub fn delete_topics(state: &BrokerState, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn delete_topics(state: &BrokerState, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let mut resp = DeleteTopicsResponse::default();
     let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
         req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)).collect()
@@ -121,18 +96,14 @@ pub fn delete_topics(state: &BrokerState, req: DeleteTopicsRequest, version: i16
     };
     for (name, id) in targets {
         let mut r = DeletableTopicResult::default();
-        let name = name.or_else(|| state.topics.get_by_id(id).map(|t| t.name.clone()));
+        let name = name.or_else(|| state.image().topic_by_id(id).map(|t| t.name.clone()));
         let result = match &name {
             None => Err(ApiError::new(ResponseError::UnknownTopicId, format!("no topic has id {id}"))),
-            Some(n) if state.topics.get(n).is_some_and(|t| t.is_internal()) => {
-                Err(ApiError::new(ResponseError::InvalidTopicException, format!("`{n}` is an internal topic and cannot be deleted")))
-            }
-            Some(n) => state.topics.delete(n),
+            Some(n) => state.delete_topic(n).await,
         };
         r.name = name.clone().map(|n| TopicName(sb(n)));
         match result {
             Ok(topic_id) => {
-                tracing::info!(topic = ?name, "deleted topic");
                 if version >= 6 {
                     r.topic_id = topic_id;
                 }
@@ -153,13 +124,13 @@ pub fn delete_topics(state: &BrokerState, req: DeleteTopicsRequest, version: i16
 }
 
 /// Handles CreatePartitions.
-pub fn create_partitions(state: &BrokerState, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(state: &BrokerState, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut resp = CreatePartitionsResponse::default();
     for t in req.topics {
         let mut r = CreatePartitionsTopicResult::default();
         r.name = t.name.clone();
-        let assigned: Vec<&[BrokerId]> = t.assignments.iter().flatten().map(|a| a.broker_ids.as_slice()).collect();
-        let result = check_replication(state, 1, &assigned).and_then(|_| state.topics.add_partitions(&t.name.0, t.count, req.validate_only));
+        let assignments: Vec<Vec<i32>> = t.assignments.iter().flatten().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect();
+        let result = state.add_partitions(&t.name.0, t.count, assignments, req.validate_only).await;
         if let Err(e) = result {
             r.error_code = e.code.code();
             r.error_message = Some(sb(e.message));
@@ -169,22 +140,22 @@ pub fn create_partitions(state: &BrokerState, req: CreatePartitionsRequest) -> C
     resp
 }
 
-/// Handles DeleteRecords: moves each partition's log start offset forward.
+/// Handles DeleteRecords on the leader: moves each partition's log start offset forward
+/// (up to the high watermark); followers follow through the log start in their fetches.
 pub fn delete_records(state: &BrokerState, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut resp = DeleteRecordsResponse::default();
     for t in req.topics {
-        let topic = state.topics.get(&t.name.0);
         let mut tr = DeleteRecordsTopicResult::default();
         tr.name = t.name.clone();
         for p in t.partitions {
             let mut pr = DeleteRecordsPartitionResult::default();
             pr.partition_index = p.partition_index;
             pr.low_watermark = -1;
-            match topic.as_ref().and_then(|t| t.partition(p.partition_index)) {
-                None => pr.error_code = ResponseError::UnknownTopicOrPartition.code(),
-                Some(part) => {
+            match super::leader_partition(state, &t.name.0, p.partition_index) {
+                Err(e) => pr.error_code = e.code(),
+                Ok(part) => {
                     let mut log = part.log.lock().expect("log lock");
-                    let end = log.log_end_offset();
+                    let end = part.high_watermark();
                     let target = if p.offset == -1 { end } else { p.offset };
                     if target < 0 || target > end {
                         pr.error_code = ResponseError::OffsetOutOfRange.code();

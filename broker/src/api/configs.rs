@@ -35,7 +35,7 @@ pub fn describe_configs(state: &BrokerState, req: DescribeConfigsRequest, versio
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name.clone();
         let entries: Result<Vec<(String, String, i8, bool)>, ApiError> = match res.resource_type {
-            TOPIC => match state.topics.get(&res.resource_name) {
+            TOPIC => match state.image().topic(&res.resource_name) {
                 Some(t) => Ok(topic_configs(state, &t.configs).into_iter().map(|(n, v, s)| (n, v, s, false)).collect()),
                 None => Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{}` does not exist", &*res.resource_name))),
             },
@@ -103,13 +103,13 @@ fn broker_is_static() -> ApiError {
 }
 
 /// Handles AlterConfigs: replaces a topic's overrides with the given set.
-pub fn alter_configs(state: &BrokerState, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn alter_configs(state: &BrokerState, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut resp = AlterConfigsResponse::default();
     for res in req.resources {
         let outcome = match res.resource_type {
             TOPIC => {
                 let configs: BTreeMap<String, String> = res.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect();
-                state.topics.set_configs(&res.resource_name, configs, req.validate_only)
+                state.set_topic_configs(&res.resource_name, configs, req.validate_only).await
             }
             BROKER => Err(broker_is_static()),
             other => Err(ApiError::new(ResponseError::InvalidRequest, format!("config resource type {other} is not supported"))),
@@ -120,12 +120,12 @@ pub fn alter_configs(state: &BrokerState, req: AlterConfigsRequest) -> AlterConf
 }
 
 /// Handles IncrementalAlterConfigs: SET (0), DELETE (1), APPEND (2), SUBTRACT (3).
-pub fn incremental_alter_configs(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub async fn incremental_alter_configs(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
     let mut resp = IncrementalAlterConfigsResponse::default();
     for res in req.resources {
         let outcome = match res.resource_type {
-            TOPIC => (|| {
-                let topic = state.topics.get(&res.resource_name).ok_or_else(|| {
+            TOPIC => async {
+                let topic = state.image().topic(&res.resource_name).cloned().ok_or_else(|| {
                     ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{}` does not exist", &*res.resource_name))
                 })?;
                 let mut configs = topic.configs.clone();
@@ -160,8 +160,9 @@ pub fn incremental_alter_configs(state: &BrokerState, req: IncrementalAlterConfi
                         op => return Err(ApiError::new(ResponseError::InvalidRequest, format!("unknown config operation {op}"))),
                     }
                 }
-                state.topics.set_configs(&res.resource_name, configs, req.validate_only)
-            })(),
+                state.set_topic_configs(&res.resource_name, configs, req.validate_only).await
+            }
+            .await,
             BROKER => Err(broker_is_static()),
             other => Err(ApiError::new(ResponseError::InvalidRequest, format!("config resource type {other} is not supported"))),
         };

@@ -1,11 +1,14 @@
-//! Fetch (long poll), ListOffsets and OffsetForLeaderEpoch: the read side of the log.
+//! Fetch (long poll, from consumers and from follower replicas), ListOffsets and
+//! OffsetForLeaderEpoch: the read side of the log, served by partition leaders.
 //!
-//! Fetch serves stored batch bytes as they are. A request waits until `min_bytes` are
-//! available or `max_wait_ms` passes; appends wake waiting fetches through a watch channel
-//! subscribed before the first read, so no append between read and wait is missed.
+//! Consumers read up to the high watermark; followers read up to the log end and report
+//! their progress with each fetch offset, which is what moves the high watermark. A
+//! request waits until `min_bytes` are available or `max_wait_ms` passes; appends and
+//! high-watermark moves wake waiting fetches through a watch channel subscribed before the
+//! first read, so no change between read and wait is missed.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -15,20 +18,18 @@ use kafka_protocol::messages::*;
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 
+use super::{check_epoch, leader_partition};
 use crate::server::BrokerState;
-use crate::topics::Topic;
-
-/// The only leader epoch a single node has.
-const LEADER_EPOCH: i32 = 0;
+use crate::topics::Partition;
 
 struct Wanted {
     topic_name: TopicName,
     topic_id: uuid::Uuid,
-    topic: Option<Arc<Topic>>,
-    partitions: Vec<(i32, i64, i32, i32)>, // index, fetch offset, max bytes, current leader epoch
+    /// index, fetch offset, max bytes, and the partition or why it cannot be read.
+    partitions: Vec<(i32, i64, i32, Result<Arc<Partition>, ResponseError>)>,
 }
 
-fn read_all(state: &BrokerState, wanted: &[Wanted], max_bytes: usize, version: i16) -> (Vec<FetchableTopicResponse>, usize) {
+fn read_all(state: &BrokerState, wanted: &[Wanted], max_bytes: usize, version: i16, follower: bool) -> (Vec<FetchableTopicResponse>, usize) {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(wanted.len());
     let fetch_cap = state.config.int("fetch.max.bytes") as usize;
@@ -40,49 +41,42 @@ fn read_all(state: &BrokerState, wanted: &[Wanted], max_bytes: usize, version: i
         } else {
             t.topic = w.topic_name.clone();
         }
-        for &(index, offset, part_max, leader_epoch) in &w.partitions {
+        for (index, offset, part_max, partition) in &w.partitions {
             let mut p = PartitionData::default();
-            p.partition_index = index;
+            p.partition_index = *index;
             p.high_watermark = -1;
             p.last_stable_offset = -1;
             if version >= 5 {
                 p.log_start_offset = -1;
             }
-            let unknown = if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
-            let Some(topic) = &w.topic else {
-                p.error_code = unknown.code();
-                t.partitions.push(p);
-                continue;
+            let partition = match partition {
+                Ok(p) => p,
+                Err(e) => {
+                    p.error_code = e.code();
+                    t.partitions.push(p);
+                    continue;
+                }
             };
-            let Some(partition) = topic.partition(index) else {
-                p.error_code = ResponseError::UnknownTopicOrPartition.code();
-                t.partitions.push(p);
-                continue;
-            };
-            if leader_epoch > LEADER_EPOCH {
-                p.error_code = ResponseError::UnknownLeaderEpoch.code();
-                t.partitions.push(p);
-                continue;
-            }
             let log = partition.log.lock().expect("log lock");
-            let (start, end) = (log.log_start_offset(), log.log_end_offset());
-            p.high_watermark = end;
-            p.last_stable_offset = end;
+            let (start, end, hw) = (log.log_start_offset(), log.log_end_offset(), partition.high_watermark());
+            let limit = if follower { end } else { hw };
+            p.high_watermark = hw;
+            p.last_stable_offset = hw;
             if version >= 5 {
                 p.log_start_offset = start;
             }
-            if offset < start || offset > end {
+            if *offset < start || *offset > end {
                 p.error_code = ResponseError::OffsetOutOfRange.code();
-            } else if offset < end {
-                let budget = (part_max.max(0) as usize).min(max_bytes.saturating_sub(total));
+            } else if *offset < limit {
+                let budget = ((*part_max).max(0) as usize).min(max_bytes.saturating_sub(total));
                 // KIP-74: the first batch of the first non-empty partition comes whole.
-                match log.read(offset, budget, total == 0) {
+                match log.read_upto(*offset, limit, budget, total == 0) {
                     Ok(bytes) => {
                         total += bytes.len();
                         p.records = Some(Bytes::from(bytes));
                     }
                     Err(e) => {
-                        tracing::error!(topic = %topic.name, partition = index, "read failed: {e}");
+                        tracing::error!(partition = %partition.name(), "read failed: {e}");
                         p.error_code = ResponseError::KafkaStorageError.code();
                     }
                 }
@@ -97,30 +91,46 @@ fn read_all(state: &BrokerState, wanted: &[Wanted], max_bytes: usize, version: i
     (out, total)
 }
 
-/// Handles Fetch from consumers (no fetch sessions: every request is a full fetch and the
-/// response's session id 0 tells clients so).
-pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> FetchResponse {
+/// Handles Fetch (no fetch sessions: every request is a full fetch and the response's
+/// session id 0 tells clients so).
+pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) -> FetchResponse {
     let mut appends = state.topics.subscribe_appends();
     appends.borrow_and_update();
-    let wanted: Vec<Wanted> = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let topic = if version >= 13 { state.topics.get_by_id(t.topic_id) } else { state.topics.get(&t.topic.0) };
-            Wanted {
-                topic_name: t.topic,
-                topic_id: t.topic_id,
-                topic,
-                partitions: t.partitions.iter().map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch)).collect(),
+    let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
+    let follower = replica_id >= 0;
+    let image = state.image();
+    let now = Instant::now();
+    let mut wanted = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = if version >= 13 { image.topic_by_id(t.topic_id).map(|t| t.name.clone()) } else { Some(t.topic.0.to_string()) };
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for fp in &t.partitions {
+            let resolved = match &name {
+                None => Err(ResponseError::UnknownTopicId),
+                Some(n) => leader_partition(state, n, fp.partition).and_then(|p| check_epoch(&p, fp.current_leader_epoch).map(|_| p)),
+            };
+            if let (true, Ok(p)) = (follower, &resolved) {
+                // The fetch offset is the follower's log end: its progress report.
+                let leo = p.log.lock().expect("log lock").log_end_offset();
+                let (moved, expand) = p.replica.lock().expect("replica lock").on_follower_fetch(replica_id, fp.fetch_offset, leo, now);
+                if moved {
+                    state.topics.notify_append();
+                }
+                if let Some(isr) = expand {
+                    tracing::info!(partition = %p.name(), follower = replica_id, "follower caught up; adding it to the ISR");
+                    state.propose_isr(p, isr);
+                }
             }
-        })
-        .collect();
+            parts.push((fp.partition, fp.fetch_offset, fp.partition_max_bytes, resolved));
+        }
+        wanted.push(Wanted { topic_name: t.topic, topic_id: t.topic_id, partitions: parts });
+    }
     let max_bytes = req.max_bytes.max(0) as usize;
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut resp = FetchResponse::default();
     loop {
-        let (topics, total) = read_all(state, &wanted, max_bytes, version);
+        let (topics, total) = read_all(state, &wanted, max_bytes, version, follower);
         let has_error = topics.iter().flat_map(|t| &t.partitions).any(|p| p.error_code != 0);
         if total >= min_bytes || has_error || tokio::time::Instant::now() >= deadline {
             resp.responses = topics;
@@ -128,7 +138,7 @@ pub async fn fetch(state: &BrokerState, req: FetchRequest, version: i16) -> Fetc
         }
         if tokio::time::timeout_at(deadline, appends.changed()).await.is_err() {
             // Timed out: answer with what is there now.
-            resp.responses = read_all(state, &wanted, max_bytes, version).0;
+            resp.responses = read_all(state, &wanted, max_bytes, version, follower).0;
             return resp;
         }
     }
@@ -140,12 +150,11 @@ fn exact_offset_for_timestamp(batch: Vec<u8>, ts: i64) -> Option<(i64, i64)> {
     set.records.iter().find(|r| r.timestamp >= ts).map(|r| (r.offset, r.timestamp))
 }
 
-/// Handles ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local
-/// (-4) or the first offset at or after a timestamp.
+/// Handles ListOffsets on the leader: earliest (-2), latest (-1, the high watermark), max
+/// timestamp (-3), earliest local (-4) or the first offset at or after a timestamp.
 pub fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
-        let topic = state.topics.get(&t.name.0);
         let mut tr = ListOffsetsTopicResponse::default();
         tr.name = t.name.clone();
         for p in t.partitions {
@@ -153,20 +162,22 @@ pub fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version: i16) 
             pr.partition_index = p.partition_index;
             pr.timestamp = -1;
             pr.offset = -1;
-            let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
-                pr.error_code = ResponseError::UnknownTopicOrPartition.code();
-                tr.partitions.push(pr);
-                continue;
+            let partition = match leader_partition(state, &t.name.0, p.partition_index).and_then(|part| check_epoch(&part, p.current_leader_epoch).map(|_| part)) {
+                Ok(part) => part,
+                Err(e) => {
+                    pr.error_code = e.code();
+                    tr.partitions.push(pr);
+                    continue;
+                }
             };
-            if p.current_leader_epoch > LEADER_EPOCH {
-                pr.error_code = ResponseError::UnknownLeaderEpoch.code();
-                tr.partitions.push(pr);
-                continue;
-            }
             let log = partition.log.lock().expect("log lock");
+            let (hw, epoch) = {
+                let r = partition.replica.lock().expect("replica lock");
+                (r.hw, r.leader_epoch)
+            };
             let found: std::io::Result<Option<(i64, i64)>> = match p.timestamp {
                 -2 | -4 => Ok(Some((log.log_start_offset(), -1))),
-                -1 => Ok(Some((log.log_end_offset(), -1))),
+                -1 => Ok(Some((hw, -1))),
                 -3 => {
                     let max = log.max_timestamp();
                     log.batch_for_timestamp(max).map(|b| {
@@ -185,14 +196,14 @@ pub fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version: i16) 
                 }
             };
             match found {
-                Ok(Some((offset, ts))) => {
+                Ok(Some((offset, ts))) if offset <= hw => {
                     pr.offset = offset.max(log.log_start_offset());
                     pr.timestamp = ts;
                     if version >= 4 {
-                        pr.leader_epoch = LEADER_EPOCH;
+                        pr.leader_epoch = epoch;
                     }
                 }
-                Ok(None) => {}
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!("ListOffsets read failed: {e}");
                     pr.error_code = ResponseError::KafkaStorageError.code();
@@ -205,11 +216,11 @@ pub fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version: i16) 
     resp
 }
 
-/// Handles OffsetForLeaderEpoch: epoch 0 is the only epoch and ends at the log end.
+/// Handles OffsetForLeaderEpoch on the leader: where the requested epoch ends in its log
+/// (the largest epoch at or below it, and the start of the next one or the log end).
 pub fn offset_for_leader_epoch(state: &BrokerState, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let mut resp = OffsetForLeaderEpochResponse::default();
     for t in req.topics {
-        let topic = state.topics.get(&t.topic.0);
         let mut tr = OffsetForLeaderTopicResult::default();
         tr.topic = t.topic.clone();
         for p in t.partitions {
@@ -217,14 +228,14 @@ pub fn offset_for_leader_epoch(state: &BrokerState, req: OffsetForLeaderEpochReq
             e.partition = p.partition;
             e.leader_epoch = -1;
             e.end_offset = -1;
-            match topic.as_ref().and_then(|t| t.partition(p.partition)) {
-                None => e.error_code = ResponseError::UnknownTopicOrPartition.code(),
-                Some(_) if p.current_leader_epoch > LEADER_EPOCH => e.error_code = ResponseError::UnknownLeaderEpoch.code(),
-                Some(part) if p.leader_epoch >= 0 && p.leader_epoch <= LEADER_EPOCH => {
-                    e.leader_epoch = LEADER_EPOCH;
-                    e.end_offset = part.log.lock().expect("log lock").log_end_offset();
+            match leader_partition(state, &t.topic.0, p.partition).and_then(|part| check_epoch(&part, p.current_leader_epoch).map(|_| part)) {
+                Err(code) => e.error_code = code.code(),
+                Ok(part) => {
+                    if let Some((epoch, end)) = part.log.lock().expect("log lock").end_offset_for_epoch(p.leader_epoch) {
+                        e.leader_epoch = epoch;
+                        e.end_offset = end;
+                    }
                 }
-                Some(_) => {}
             }
             tr.partitions.push(e);
         }

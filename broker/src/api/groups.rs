@@ -14,36 +14,53 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{code, sb, Connection};
-use crate::group::{JoinRequest, State};
+use crate::group::{offsets_partition, JoinRequest, State};
+use crate::topics::OFFSETS_TOPIC;
 use crate::server::BrokerState;
 
 fn opt(s: &Option<StrBytes>) -> Option<&str> {
     s.as_deref()
 }
 
-/// Handles FindCoordinator: this broker coordinates every group; transactions are not
-/// served yet.
-pub fn find_coordinator(state: &BrokerState, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+/// The broker that coordinates `group`: the leader of its `__consumer_offsets` partition
+/// (created on first use, as Kafka does).
+async fn coordinator_of(state: &BrokerState, group: &str) -> Result<(i32, String, i32), (ResponseError, String)> {
+    state.ensure_offsets_topic().await.map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message))?;
+    let image = state.image();
+    let topic = image.topic(OFFSETS_TOPIC).ok_or((ResponseError::CoordinatorNotAvailable, format!("{OFFSETS_TOPIC} is not created yet")))?;
+    let index = offsets_partition(group, topic.partitions.len() as i32);
+    let leader = topic.partitions[index as usize].leader;
+    match image.brokers.get(&leader).filter(|b| !b.fenced) {
+        Some(b) => Ok((b.id, b.host.clone(), b.port)),
+        None => Err((ResponseError::CoordinatorNotAvailable, format!("{OFFSETS_TOPIC}-{index} has no leader right now"))),
+    }
+}
+
+/// Handles FindCoordinator for groups; transactions are not served yet.
+pub async fn find_coordinator(state: &BrokerState, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let mut resp = FindCoordinatorResponse::default();
-    let answer = |key_type: i8| -> Result<(), (ResponseError, &'static str)> {
-        match key_type {
-            0 => Ok(()),
-            1 => Err((ResponseError::CoordinatorNotAvailable, "transactions are not supported yet")),
-            _ => Err((ResponseError::InvalidRequest, "unknown coordinator key type")),
-        }
-    };
+    let key_type = if version >= 1 { req.key_type } else { 0 };
+    let keys: Vec<StrBytes> = if version >= 4 { req.coordinator_keys.clone() } else { vec![req.key.clone()] };
+    let mut answers = Vec::new();
+    for k in &keys {
+        answers.push(match key_type {
+            0 => coordinator_of(state, k).await,
+            1 => Err((ResponseError::CoordinatorNotAvailable, "transactions are not supported yet".to_string())),
+            _ => Err((ResponseError::InvalidRequest, "unknown coordinator key type".to_string())),
+        });
+    }
     if version >= 4 {
-        resp.coordinators = req
-            .coordinator_keys
-            .iter()
-            .map(|k| {
+        resp.coordinators = keys
+            .into_iter()
+            .zip(answers)
+            .map(|(k, a)| {
                 let mut c = CoordinatorEntry::default();
-                c.key = k.clone();
-                match answer(req.key_type) {
-                    Ok(()) => {
-                        c.node_id = BrokerId(state.node_id);
-                        c.host = sb(state.host.clone());
-                        c.port = state.port;
+                c.key = k;
+                match a {
+                    Ok((id, host, port)) => {
+                        c.node_id = BrokerId(id);
+                        c.host = sb(host);
+                        c.port = port;
                     }
                     Err((e, m)) => {
                         c.node_id = BrokerId(-1);
@@ -56,11 +73,11 @@ pub fn find_coordinator(state: &BrokerState, req: FindCoordinatorRequest, versio
             })
             .collect();
     } else {
-        match answer(if version >= 1 { req.key_type } else { 0 }) {
-            Ok(()) => {
-                resp.node_id = BrokerId(state.node_id);
-                resp.host = sb(state.host.clone());
-                resp.port = state.port;
+        match answers.pop().expect("one key") {
+            Ok((id, host, port)) => {
+                resp.node_id = BrokerId(id);
+                resp.host = sb(host);
+                resp.port = port;
             }
             Err((e, m)) => {
                 resp.error_code = e.code();
@@ -196,6 +213,11 @@ pub fn describe_groups(state: &BrokerState, req: DescribeGroupsRequest, version:
         d.group_id = id.clone();
         if version >= 3 {
             d.authorized_operations = i32::MIN;
+        }
+        if let Err(e) = state.groups.owner(&id) {
+            d.error_code = e.code();
+            resp.groups.push(d);
+            continue;
         }
         let found = state.groups.describe(&id, |g| {
             d.group_state = sb(g.state.name());

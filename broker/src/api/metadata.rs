@@ -1,4 +1,5 @@
-//! Metadata (with auto-creation) and DescribeCluster.
+//! Metadata (with auto-creation) and DescribeCluster, answered from this broker's applied
+//! metadata image.
 
 use std::collections::BTreeMap;
 
@@ -9,30 +10,38 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::sb;
+use crate::meta::{Image, TopicInfo};
 use crate::server::BrokerState;
-use crate::topics::{validate_topic_name, Topic};
+use crate::topics::{is_internal, validate_topic_name};
 
-fn topic_entry(state: &BrokerState, t: &Topic, version: i16) -> MetadataResponseTopic {
+fn topic_entry(image: &Image, t: &TopicInfo, version: i16) -> MetadataResponseTopic {
     let mut r = MetadataResponseTopic::default();
     r.name = Some(TopicName(sb(t.name.clone())));
     if version >= 10 {
         r.topic_id = t.id;
     }
     if version >= 1 {
-        r.is_internal = t.is_internal();
+        r.is_internal = is_internal(&t.name);
     }
     r.partitions = t
         .partitions
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
             let mut e = MetadataResponsePartition::default();
-            e.partition_index = p.index;
-            e.leader_id = BrokerId(state.node_id);
-            if version >= 7 {
-                e.leader_epoch = 0;
+            e.partition_index = i as i32;
+            e.leader_id = BrokerId(p.leader);
+            if p.leader < 0 {
+                e.error_code = ResponseError::LeaderNotAvailable.code();
             }
-            e.replica_nodes = vec![BrokerId(state.node_id)];
-            e.isr_nodes = vec![BrokerId(state.node_id)];
+            if version >= 7 {
+                e.leader_epoch = p.leader_epoch;
+            }
+            e.replica_nodes = p.replicas.iter().map(|b| BrokerId(*b)).collect();
+            e.isr_nodes = p.isr.iter().map(|b| BrokerId(*b)).collect();
+            if version >= 5 {
+                e.offline_replicas = p.replicas.iter().filter(|b| !image.is_live(**b)).map(|b| BrokerId(*b)).collect();
+            }
             e
         })
         .collect();
@@ -51,18 +60,25 @@ fn error_entry(name: Option<String>, id: Uuid, error: ResponseError, version: i1
 
 /// Handles Metadata: every topic, or the asked ones, creating unknown topics when both the
 /// request and `auto.create.topics.enable` allow it.
-pub fn metadata(state: &BrokerState, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn metadata(state: &BrokerState, req: MetadataRequest, version: i16) -> MetadataResponse {
     let mut resp = MetadataResponse::default();
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = BrokerId(state.node_id);
-    broker.host = sb(state.host.clone());
-    broker.port = state.port;
-    resp.brokers = vec![broker];
+    let mut image = state.image();
+    resp.brokers = image
+        .live_brokers()
+        .into_iter()
+        .map(|b| {
+            let mut broker = MetadataResponseBroker::default();
+            broker.node_id = BrokerId(b.id);
+            broker.host = sb(b.host.clone());
+            broker.port = b.port;
+            broker
+        })
+        .collect();
     if version >= 2 {
         resp.cluster_id = Some(sb(state.cluster_id.clone()));
     }
     if version >= 1 {
-        resp.controller_id = BrokerId(state.node_id);
+        resp.controller_id = BrokerId(state.controller.leader_id().unwrap_or(-1));
     }
     let auto_create = state.config.bool("auto.create.topics.enable") && (version < 4 || req.allow_auto_topic_creation);
     let wanted = match req.topics {
@@ -70,58 +86,71 @@ pub fn metadata(state: &BrokerState, req: MetadataRequest, version: i16) -> Meta
         Some(list) if list.is_empty() && version == 0 => None,
         Some(list) => Some(list),
     };
-    resp.topics = match wanted {
-        None => state.topics.all().iter().map(|t| topic_entry(state, t, version)).collect(),
-        Some(list) => list
-            .into_iter()
-            .map(|wanted| {
-                let name = wanted.name.map(|n| n.0.to_string());
-                let Some(name) = name else {
-                    return match state.topics.get_by_id(wanted.topic_id) {
-                        Some(t) => topic_entry(state, &t, version),
-                        None => error_entry(None, wanted.topic_id, ResponseError::UnknownTopicId, version),
-                    };
-                };
-                if let Some(t) = state.topics.get(&name) {
-                    return topic_entry(state, &t, version);
-                }
-                if let Err(e) = validate_topic_name(&name) {
-                    return error_entry(Some(name), Uuid::nil(), e.code, version);
-                }
-                if !auto_create {
-                    return error_entry(Some(name), Uuid::nil(), ResponseError::UnknownTopicOrPartition, version);
-                }
-                let partitions = state.config.int("num.partitions") as i32;
-                match state.topics.create(&name, partitions, BTreeMap::new(), false) {
-                    Ok(t) => {
-                        tracing::info!(topic = %name, partitions, "auto-created topic");
-                        topic_entry(state, &t, version)
-                    }
-                    // A concurrent request created it first.
-                    Err(e) if e.code == ResponseError::TopicAlreadyExists => match state.topics.get(&name) {
-                        Some(t) => topic_entry(state, &t, version),
-                        None => error_entry(Some(name), Uuid::nil(), ResponseError::LeaderNotAvailable, version),
-                    },
-                    Err(e) => error_entry(Some(name), Uuid::nil(), e.code, version),
-                }
-            })
-            .collect(),
+    let Some(list) = wanted else {
+        resp.topics = image.topics.values().map(|t| topic_entry(&image, t, version)).collect();
+        return resp;
     };
+    for wanted in list {
+        let name = wanted.name.map(|n| n.0.to_string());
+        let Some(name) = name else {
+            resp.topics.push(match image.topic_by_id(wanted.topic_id) {
+                Some(t) => topic_entry(&image, t, version),
+                None => error_entry(None, wanted.topic_id, ResponseError::UnknownTopicId, version),
+            });
+            continue;
+        };
+        if let Some(t) = image.topic(&name) {
+            resp.topics.push(topic_entry(&image, t, version));
+            continue;
+        }
+        if let Err(e) = validate_topic_name(&name) {
+            resp.topics.push(error_entry(Some(name), Uuid::nil(), e.code, version));
+            continue;
+        }
+        if !auto_create {
+            resp.topics.push(error_entry(Some(name), Uuid::nil(), ResponseError::UnknownTopicOrPartition, version));
+            continue;
+        }
+        let entry = match state.create_topic(&name, -1, -1, Vec::new(), BTreeMap::new(), false).await {
+            Ok(_) => {
+                tracing::info!(topic = %name, "auto-created topic");
+                image = state.image();
+                image.topic(&name).map(|t| topic_entry(&image, t, version))
+            }
+            // A concurrent request created it first.
+            Err(e) if e.code == ResponseError::TopicAlreadyExists => {
+                image = state.image();
+                image.topic(&name).map(|t| topic_entry(&image, t, version))
+            }
+            Err(e) => {
+                tracing::info!(topic = %name, "cannot auto-create topic: {}", e.message);
+                Some(error_entry(Some(name.clone()), Uuid::nil(), ResponseError::LeaderNotAvailable, version))
+            }
+        };
+        resp.topics.push(entry.unwrap_or_else(|| error_entry(Some(name), Uuid::nil(), ResponseError::LeaderNotAvailable, version)));
+    }
     resp
 }
 
-/// Handles DescribeCluster: this single broker is the whole cluster and its controller.
+/// Handles DescribeCluster: the live brokers and the active controller.
 pub fn describe_cluster(state: &BrokerState, _req: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
     let mut r = DescribeClusterResponse::default();
     r.cluster_id = sb(state.cluster_id.clone());
-    r.controller_id = BrokerId(state.node_id);
+    r.controller_id = BrokerId(state.controller.leader_id().unwrap_or(-1));
     if version >= 1 {
         r.endpoint_type = 1;
     }
-    let mut b = DescribeClusterBroker::default();
-    b.broker_id = BrokerId(state.node_id);
-    b.host = sb(state.host.clone());
-    b.port = state.port;
-    r.brokers = vec![b];
+    r.brokers = state
+        .image()
+        .live_brokers()
+        .into_iter()
+        .map(|b| {
+            let mut d = DescribeClusterBroker::default();
+            d.broker_id = BrokerId(b.id);
+            d.host = sb(b.host.clone());
+            d.port = b.port;
+            d
+        })
+        .collect();
     r
 }

@@ -12,8 +12,10 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+mod producer_id;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -23,6 +25,31 @@ use kafka_protocol::ResponseError;
 use samsa_client::wire::header;
 
 use crate::server::BrokerState;
+use crate::topics::Partition;
+
+/// The local replica of a partition if this broker leads it; otherwise Kafka's error for
+/// the client (unknown partition, or not the leader: refresh metadata).
+pub(crate) fn leader_partition(state: &BrokerState, topic: &str, index: i32) -> Result<Arc<Partition>, ResponseError> {
+    let known = state.image().partition(topic, index).is_some();
+    if !known {
+        return Err(ResponseError::UnknownTopicOrPartition);
+    }
+    match state.topics.partition(topic, index) {
+        Some(p) if p.replica.lock().expect("replica lock").is_leader() => Ok(p),
+        _ => Err(ResponseError::NotLeaderOrFollower),
+    }
+}
+
+/// Checks a request's `current_leader_epoch` (-1: not given) against the leader's.
+pub(crate) fn check_epoch(p: &Partition, requested: i32) -> Result<(), ResponseError> {
+    let epoch = p.replica.lock().expect("replica lock").leader_epoch;
+    match requested {
+        -1 => Ok(()),
+        e if e < epoch => Err(ResponseError::FencedLeaderEpoch),
+        e if e > epoch => Err(ResponseError::UnknownLeaderEpoch),
+        _ => Ok(()),
+    }
+}
 
 /// What to do after a request.
 pub enum Outcome {
@@ -69,6 +96,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 /// Supported version range of an API, if it is served at all.
@@ -166,6 +194,7 @@ requests! {
     OffsetCommit => OffsetCommitRequest,
     OffsetFetch => OffsetFetchRequest,
     OffsetDelete => OffsetDeleteRequest,
+    InitProducerId => InitProducerIdRequest,
 }
 
 /// A request decoded from one frame body, ready to execute.
@@ -209,14 +238,14 @@ pub fn decode(mut body: Bytes) -> Result<Decoded, Outcome> {
 }
 
 /// Decodes one request, runs its handler and encodes the response.
-pub async fn handle(state: &BrokerState, conn: &Connection, body: Bytes) -> Outcome {
+pub async fn handle(state: &Arc<BrokerState>, conn: &Connection, body: Bytes) -> Outcome {
     let Decoded { key, version: v, correlation_id: cid, client_id, request } = match decode(body) {
         Ok(d) => d,
         Err(outcome) => return outcome,
     };
     match request {
         Request::ApiVersions(_) => encode(key, v, cid, &api_versions_response(None)),
-        Request::Metadata(r) => encode(key, v, cid, &metadata::metadata(state, r, v)),
+        Request::Metadata(r) => encode(key, v, cid, &metadata::metadata(state, r, v).await),
         Request::Produce(r) => {
             let acks = r.acks;
             let resp = produce::produce(state, r, v).await;
@@ -229,15 +258,15 @@ pub async fn handle(state: &BrokerState, conn: &Connection, body: Bytes) -> Outc
         Request::Fetch(r) => encode(key, v, cid, &fetch::fetch(state, r, v).await),
         Request::ListOffsets(r) => encode(key, v, cid, &fetch::list_offsets(state, r, v)),
         Request::OffsetForLeaderEpoch(r) => encode(key, v, cid, &fetch::offset_for_leader_epoch(state, r)),
-        Request::CreateTopics(r) => encode(key, v, cid, &admin::create_topics(state, r, v)),
-        Request::DeleteTopics(r) => encode(key, v, cid, &admin::delete_topics(state, r, v)),
-        Request::CreatePartitions(r) => encode(key, v, cid, &admin::create_partitions(state, r)),
+        Request::CreateTopics(r) => encode(key, v, cid, &admin::create_topics(state, r, v).await),
+        Request::DeleteTopics(r) => encode(key, v, cid, &admin::delete_topics(state, r, v).await),
+        Request::CreatePartitions(r) => encode(key, v, cid, &admin::create_partitions(state, r).await),
         Request::DeleteRecords(r) => encode(key, v, cid, &admin::delete_records(state, r)),
         Request::DescribeCluster(r) => encode(key, v, cid, &metadata::describe_cluster(state, r, v)),
         Request::DescribeConfigs(r) => encode(key, v, cid, &configs::describe_configs(state, r, v)),
-        Request::AlterConfigs(r) => encode(key, v, cid, &configs::alter_configs(state, r)),
-        Request::IncrementalAlterConfigs(r) => encode(key, v, cid, &configs::incremental_alter_configs(state, r)),
-        Request::FindCoordinator(r) => encode(key, v, cid, &groups::find_coordinator(state, r, v)),
+        Request::AlterConfigs(r) => encode(key, v, cid, &configs::alter_configs(state, r).await),
+        Request::IncrementalAlterConfigs(r) => encode(key, v, cid, &configs::incremental_alter_configs(state, r).await),
+        Request::FindCoordinator(r) => encode(key, v, cid, &groups::find_coordinator(state, r, v).await),
         Request::JoinGroup(r) => encode(key, v, cid, &groups::join_group(state, conn, &client_id, r, v).await),
         Request::SyncGroup(r) => encode(key, v, cid, &groups::sync_group(state, r, v).await),
         Request::Heartbeat(r) => encode(key, v, cid, &groups::heartbeat(state, r)),
@@ -245,9 +274,10 @@ pub async fn handle(state: &BrokerState, conn: &Connection, body: Bytes) -> Outc
         Request::ListGroups(r) => encode(key, v, cid, &groups::list_groups(state, r, v)),
         Request::DescribeGroups(r) => encode(key, v, cid, &groups::describe_groups(state, r, v)),
         Request::DeleteGroups(r) => encode(key, v, cid, &groups::delete_groups(state, r)),
-        Request::OffsetCommit(r) => encode(key, v, cid, &offsets::offset_commit(state, r)),
+        Request::OffsetCommit(r) => encode(key, v, cid, &offsets::offset_commit(state, r).await),
         Request::OffsetFetch(r) => encode(key, v, cid, &offsets::offset_fetch(state, r, v)),
         Request::OffsetDelete(r) => encode(key, v, cid, &offsets::offset_delete(state, r)),
+        Request::InitProducerId(r) => encode(key, v, cid, &producer_id::init_producer_id(state, r).await),
     }
 }
 
@@ -260,12 +290,6 @@ fn unsupported_api(key: ApiKey, version: i16, cid: i32, body: &mut Bytes) -> Out
         return Outcome::Close(format!("{key:?} v{version} is not supported by this broker"));
     }
     match key {
-        ApiKey::InitProducerId => {
-            let mut r = InitProducerIdResponse::default();
-            r.error_code = ResponseError::UnsupportedVersion.code();
-            r.producer_id = ProducerId(-1);
-            encode(key, version, cid, &r)
-        }
         ApiKey::SaslHandshake => {
             let mut r = SaslHandshakeResponse::default();
             r.error_code = ResponseError::UnsupportedSaslMechanism.code();

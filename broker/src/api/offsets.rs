@@ -19,19 +19,20 @@ use crate::server::BrokerState;
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 
 /// Handles OffsetCommit.
-pub fn offset_commit(state: &BrokerState, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn offset_commit(state: &BrokerState, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_error = state.groups.check_commit(&req.group_id, req.generation_id_or_member_epoch, &req.member_id, req.group_instance_id.as_deref());
     let now = now_ms();
     let mut errors: BTreeMap<TopicPartition, Option<ResponseError>> = BTreeMap::new();
     let mut accepted = Vec::new();
     for t in &req.topics {
-        let topic = state.topics.get(&t.name.0);
+        let image = state.image();
+        let topic = image.topic(&t.name.0);
         for p in &t.partitions {
             let tp = (t.name.0.to_string(), p.partition_index);
             let metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
             let err = if group_error.is_some() {
                 group_error
-            } else if topic.as_ref().and_then(|t| t.partition(p.partition_index)).is_none() {
+            } else if topic.and_then(|t| t.partitions.get(usize::try_from(p.partition_index).ok()?)).is_none() {
                 Some(ResponseError::UnknownTopicOrPartition)
             } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
                 Some(ResponseError::OffsetMetadataTooLarge)
@@ -43,10 +44,10 @@ pub fn offset_commit(state: &BrokerState, req: OffsetCommitRequest) -> OffsetCom
         }
     }
     if !accepted.is_empty() {
-        if let Err(e) = state.groups.commit(&req.group_id, accepted.clone()) {
-            tracing::error!(group = %&*req.group_id, "offset commit failed: {e}");
+        if let Err(e) = state.groups.commit(&req.group_id, accepted.clone()).await {
+            tracing::debug!(group = %&*req.group_id, "offset commit failed: {e:?}");
             for (tp, _) in accepted {
-                errors.insert(tp, Some(ResponseError::KafkaStorageError));
+                errors.insert(tp, Some(e));
             }
         }
     }
@@ -90,6 +91,11 @@ pub fn offset_fetch(state: &BrokerState, req: OffsetFetchRequest, version: i16) 
             let wanted = g.topics.map(|ts| ts.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.0.to_string(), *p))).collect());
             let mut gr = OffsetFetchResponseGroup::default();
             gr.group_id = g.group_id.clone();
+            if let Err(e) = state.groups.owner(&g.group_id) {
+                gr.error_code = e.code();
+                resp.groups.push(gr);
+                continue;
+            }
             gr.topics = lookup(state, &g.group_id, wanted)
                 .into_iter()
                 .map(|(name, parts)| {
@@ -110,6 +116,25 @@ pub fn offset_fetch(state: &BrokerState, req: OffsetFetchRequest, version: i16) 
                 })
                 .collect();
             resp.groups.push(gr);
+        }
+        return resp;
+    }
+    if let Err(e) = state.groups.owner(&req.group_id) {
+        if version >= 2 {
+            resp.error_code = e.code();
+        } else {
+            resp.topics = req.topics.iter().flatten().map(|t| {
+                let mut tr = OffsetFetchResponseTopic::default();
+                tr.name = t.name.clone();
+                tr.partitions = t.partition_indexes.iter().map(|p| {
+                    let mut pr = OffsetFetchResponsePartition::default();
+                    pr.partition_index = *p;
+                    pr.committed_offset = -1;
+                    pr.error_code = e.code();
+                    pr
+                }).collect();
+                tr
+            }).collect();
         }
         return resp;
     }

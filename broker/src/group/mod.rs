@@ -18,8 +18,11 @@ use samsa_client::wire::batch::{encode_plain, validate_produced, PlainRecord};
 
 pub use state::{Group, JoinRequest, JoinResult, Reply, State, SyncResult};
 
-use crate::topics::{TopicManager, OFFSETS_TOPIC};
-use crate::{now_ms, Result};
+use crate::topics::{Partition, TopicManager, OFFSETS_TOPIC};
+use crate::now_ms;
+
+/// How long an offset commit waits for the in-sync replicas.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A committed offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +43,10 @@ pub type TopicPartition = (String, i32);
 /// The group coordinator of this broker (it coordinates every group).
 pub struct Coordinator {
     topics: Arc<TopicManager>,
+    #[allow(dead_code)]
+    node_id: i32,
+    /// Offsets partitions this broker leads and has loaded: index -> (partition count, replica).
+    loaded: Mutex<HashMap<i32, (i32, Arc<Partition>)>>,
     /// `std::sync::Mutex`: never held across an `.await`; waiting requests hold oneshot
     /// receivers instead.
     groups: Mutex<HashMap<String, Group>>,
@@ -121,36 +128,41 @@ fn decode_value(mut v: Bytes) -> Option<CommittedOffset> {
 }
 
 impl Coordinator {
-    /// Creates `__consumer_offsets` if needed and loads every committed offset from it.
-    pub fn open(topics: Arc<TopicManager>) -> Result<Self> {
+    /// A coordinator that serves no group until it leads `__consumer_offsets` partitions.
+    pub fn new(topics: Arc<TopicManager>, node_id: i32) -> Self {
         let cfg = topics.config();
-        if topics.get(OFFSETS_TOPIC).is_none() {
-            let mut c = BTreeMap::new();
-            c.insert("cleanup.policy".to_string(), "compact".to_string());
-            c.insert("segment.bytes".to_string(), cfg.get("offsets.topic.segment.bytes").to_string());
-            topics
-                .create(OFFSETS_TOPIC, cfg.int("offsets.topic.num.partitions") as i32, c, false)
-                .map_err(|e| crate::Error::Config(format!("cannot create {OFFSETS_TOPIC}: {}", e.message)))?;
-        }
-        let coordinator = Self {
+        Self {
             initial_delay: cfg.ms("group.initial.rebalance.delay.ms"),
             min_session: cfg.ms("group.min.session.timeout.ms"),
             max_session: cfg.ms("group.max.session.timeout.ms"),
             topics,
+            node_id,
             groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(HashMap::new()),
-        };
-        coordinator.load_offsets()?;
-        Ok(coordinator)
+            loaded: Mutex::new(HashMap::new()),
+        }
     }
 
-    fn load_offsets(&self) -> Result<()> {
-        let topic = self.topics.get(OFFSETS_TOPIC).expect("created");
-        let mut offsets = self.offsets.lock().expect("offsets lock");
-        let mut loaded = 0usize;
-        for p in &topic.partitions {
+    /// Which `__consumer_offsets` partition holds `group`, if this broker coordinates it:
+    /// `Err(NOT_COORDINATOR)` when another broker does (the client looks it up again).
+    pub fn owner(&self, group: &str) -> std::result::Result<Arc<Partition>, ResponseError> {
+        let loaded = self.loaded.lock().expect("loaded lock");
+        let Some(count) = loaded.values().next().map(|(n, _)| *n) else { return Err(ResponseError::NotCoordinator) };
+        let index = offsets_partition(group, count);
+        match loaded.get(&index) {
+            Some((_, p)) if p.replica.lock().expect("replica lock").is_leader() => Ok(p.clone()),
+            _ => Err(ResponseError::NotCoordinator),
+        }
+    }
+
+    /// Loads the groups of an offsets partition this broker now leads (`count`: how many
+    /// partitions `__consumer_offsets` has).
+    pub fn load_partition(&self, p: &Arc<Partition>, count: i32) {
+        let mut found: HashMap<String, BTreeMap<TopicPartition, CommittedOffset>> = HashMap::new();
+        let result = (|| -> std::io::Result<usize> {
             let log = p.log.lock().expect("log lock");
             let mut next = log.log_start_offset();
+            let mut loaded = 0usize;
             loop {
                 let bytes = log.read(next, 1 << 20, true)?;
                 if bytes.is_empty() {
@@ -167,40 +179,75 @@ impl Coordinator {
                     let Some((group, t, part)) = r.key.and_then(decode_key) else { continue };
                     match r.value.and_then(decode_value) {
                         Some(v) => {
-                            offsets.entry(group).or_default().insert((t, part), v);
+                            found.entry(group).or_default().insert((t, part), v);
                             loaded += 1;
                         }
                         None => {
-                            if let Some(g) = offsets.get_mut(&group) {
+                            if let Some(g) = found.get_mut(&group) {
                                 g.remove(&(t, part));
                             }
                         }
                     }
                 }
             }
+            Ok(loaded)
+        })();
+        match result {
+            Ok(records) => {
+                found.retain(|_, m| !m.is_empty());
+                tracing::debug!(partition = p.index, groups = found.len(), records, "coordinating the groups of {OFFSETS_TOPIC}-{}", p.index);
+                let mut offsets = self.offsets.lock().expect("offsets lock");
+                offsets.retain(|g, _| offsets_partition(g, count) != p.index);
+                offsets.extend(found);
+                self.loaded.lock().expect("loaded lock").insert(p.index, (count, p.clone()));
+            }
+            Err(e) => tracing::error!(partition = p.index, "cannot load committed offsets: {e}"),
         }
-        offsets.retain(|_, m| !m.is_empty());
-        tracing::info!(groups = offsets.len(), records = loaded, "loaded committed offsets");
-        Ok(())
     }
 
-    fn write_offsets(&self, group: &str, records: Vec<(Bytes, Option<Bytes>)>) -> std::io::Result<()> {
-        if records.is_empty() {
-            return Ok(());
+    /// Forgets the groups of an offsets partition this broker no longer leads; their
+    /// members are told NOT_COORDINATOR and find the new coordinator.
+    pub fn unload_partition(&self, index: i32) {
+        let Some((count, _)) = self.loaded.lock().expect("loaded lock").remove(&index) else { return };
+        self.offsets.lock().expect("offsets lock").retain(|g, _| offsets_partition(g, count) != index);
+        let mut groups = self.groups.lock().expect("groups lock");
+        let gone: Vec<String> = groups.keys().filter(|g| offsets_partition(g, count) == index).cloned().collect();
+        for g in gone {
+            if let Some(mut group) = groups.remove(&g) {
+                group.kill();
+            }
         }
-        let topic = self.topics.get(OFFSETS_TOPIC).expect("created");
-        let p = offsets_partition(group, topic.partitions.len() as i32);
+        tracing::debug!(partition = index, "no longer coordinating the groups of {OFFSETS_TOPIC}-{index}");
+    }
+
+    /// Appends offset records to the group's offsets partition as its leader; returns the
+    /// partition and the offset that must be replicated before the write is durable.
+    fn write_offsets(&self, group: &str, records: Vec<(Bytes, Option<Bytes>)>) -> std::result::Result<Option<(Arc<Partition>, i64, i32)>, ResponseError> {
+        if records.is_empty() {
+            return Ok(None);
+        }
+        let partition = self.owner(group)?;
         let now = now_ms();
         let plain: Vec<PlainRecord> = records.into_iter().map(|(k, v)| (Some(k), v, now)).collect();
-        let mut bytes = encode_plain(&plain, Compression::None).map_err(std::io::Error::other)?;
-        let headers: Vec<_> = validate_produced(&bytes)
-            .map_err(|e| std::io::Error::other(e.to_string()))?
-            .into_iter()
-            .map(|(h, _)| h)
-            .collect();
-        let partition = topic.partition(p).expect("offsets partition exists");
-        partition.log.lock().expect("log lock").append(&mut bytes, &headers, now)?;
-        Ok(())
+        let mut bytes = encode_plain(&plain, Compression::None).map_err(|_| ResponseError::UnknownServerError)?;
+        let headers: Vec<_> = validate_produced(&bytes).map_err(|_| ResponseError::UnknownServerError)?.into_iter().map(|(h, _)| h).collect();
+        let mut log = partition.log.lock().expect("log lock");
+        let epoch = {
+            let r = partition.replica.lock().expect("replica lock");
+            if !r.is_leader() {
+                return Err(ResponseError::NotCoordinator);
+            }
+            r.leader_epoch
+        };
+        let info = log.append(&mut bytes, &headers, epoch, now).map_err(|e| {
+            tracing::error!(group, "cannot write offsets: {e}");
+            ResponseError::KafkaStorageError
+        })?;
+        let leo = log.log_end_offset();
+        drop(log);
+        partition.replica.lock().expect("replica lock").advance_hw(leo);
+        self.topics.notify_append();
+        Ok(Some((partition, info.last_offset + 1, epoch)))
     }
 
     fn with_group<T>(&self, id: &str, create: bool, f: impl FnOnce(&mut Group) -> T) -> Option<T> {
@@ -217,6 +264,9 @@ impl Coordinator {
         if group_id.is_empty() {
             return err(ResponseError::InvalidGroupId);
         }
+        if let Err(e) = self.owner(group_id) {
+            return err(e);
+        }
         if req.session_timeout < self.min_session || req.session_timeout > self.max_session {
             return err(ResponseError::InvalidSessionTimeout);
         }
@@ -230,6 +280,9 @@ impl Coordinator {
 
     /// Handles SyncGroup.
     pub async fn sync(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32, assignments: Vec<(String, Bytes)>) -> SyncResult {
+        if let Err(e) = self.owner(group_id) {
+            return SyncResult { error: Some(e), protocol_type: None, protocol_name: None, assignment: Bytes::new() };
+        }
         let reply = self.with_group(group_id, false, |g| g.sync(member_id, instance_id, generation, assignments, Instant::now()));
         match reply {
             None => SyncResult { error: Some(ResponseError::UnknownMemberId), protocol_type: None, protocol_name: None, assignment: Bytes::new() },
@@ -240,12 +293,18 @@ impl Coordinator {
 
     /// Handles Heartbeat.
     pub fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Option<ResponseError> {
+        if let Err(e) = self.owner(group_id) {
+            return Some(e);
+        }
         self.with_group(group_id, false, |g| g.heartbeat(member_id, instance_id, generation, Instant::now()))
             .unwrap_or(Some(ResponseError::UnknownMemberId))
     }
 
     /// Handles one member of LeaveGroup.
     pub fn leave(&self, group_id: &str, member_id: &str, instance_id: Option<&str>) -> Option<ResponseError> {
+        if let Err(e) = self.owner(group_id) {
+            return Some(e);
+        }
         self.with_group(group_id, false, |g| g.leave(member_id, instance_id, Instant::now()))
             .unwrap_or(Some(ResponseError::UnknownMemberId))
     }
@@ -262,6 +321,9 @@ impl Coordinator {
     pub fn check_commit(&self, group_id: &str, generation: i32, member_id: &str, instance_id: Option<&str>) -> Option<ResponseError> {
         if group_id.is_empty() {
             return Some(ResponseError::InvalidGroupId);
+        }
+        if let Err(e) = self.owner(group_id) {
+            return Some(e);
         }
         let groups = self.groups.lock().expect("groups lock");
         let Some(g) = groups.get(group_id) else {
@@ -288,15 +350,25 @@ impl Coordinator {
         None
     }
 
-    /// Stores committed offsets durably, then in memory.
-    pub fn commit(&self, group_id: &str, offsets: Vec<(TopicPartition, CommittedOffset)>) -> std::io::Result<()> {
+    /// Stores committed offsets: appended to the offsets partition, then acknowledged once
+    /// every in-sync replica has them (as Kafka commits with acks=all).
+    pub async fn commit(&self, group_id: &str, offsets: Vec<(TopicPartition, CommittedOffset)>) -> std::result::Result<(), ResponseError> {
         let records = offsets.iter().map(|((t, p), o)| (offset_key(group_id, t, *p), Some(offset_value(o)))).collect();
-        // The offsets lock orders writes of one group's commits with their log appends.
-        let mut all = self.offsets.lock().expect("offsets lock");
-        self.write_offsets(group_id, records)?;
-        let entry = all.entry(group_id.to_string()).or_default();
-        for (tp, o) in offsets {
-            entry.insert(tp, o);
+        let written = {
+            // The offsets lock orders one group's cache updates with their log appends.
+            let mut all = self.offsets.lock().expect("offsets lock");
+            let written = self.write_offsets(group_id, records)?;
+            let entry = all.entry(group_id.to_string()).or_default();
+            for (tp, o) in offsets {
+                entry.insert(tp, o);
+            }
+            written
+        };
+        if let Some((p, end, epoch)) = written {
+            self.topics.wait_replicated(&p, end, epoch, COMMIT_TIMEOUT, None).await.map_err(|e| match e {
+                ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                other => other,
+            })?;
         }
         Ok(())
     }
@@ -341,6 +413,9 @@ impl Coordinator {
 
     /// Deletes a group that has no members, with its offsets.
     pub fn delete_group(&self, group_id: &str) -> Option<ResponseError> {
+        if let Err(e) = self.owner(group_id) {
+            return Some(e);
+        }
         let mut groups = self.groups.lock().expect("groups lock");
         let has_offsets = self.offsets.lock().expect("offsets lock").contains_key(group_id);
         match groups.get(group_id) {
@@ -350,8 +425,7 @@ impl Coordinator {
         }
         let tps: Vec<TopicPartition> = self.fetch(group_id, None).into_iter().map(|(tp, _)| tp).collect();
         if let Err(e) = self.delete_offsets_unchecked(group_id, &tps) {
-            tracing::error!(group = group_id, "cannot write offset tombstones: {e}");
-            return Some(ResponseError::KafkaStorageError);
+            return Some(e);
         }
         if let Some(mut g) = groups.remove(group_id) {
             g.kill();
@@ -361,6 +435,7 @@ impl Coordinator {
 
     /// Deletes committed offsets of partitions whose topics the group does not consume.
     pub fn delete_offsets(&self, group_id: &str, tps: &[TopicPartition]) -> Result<Vec<(TopicPartition, Option<ResponseError>)>, ResponseError> {
+        self.owner(group_id)?;
         let subscribed = {
             let groups = self.groups.lock().expect("groups lock");
             match groups.get(group_id) {
@@ -373,7 +448,7 @@ impl Coordinator {
             }
         };
         let (blocked, free): (Vec<_>, Vec<_>) = tps.iter().cloned().partition(|(t, _)| subscribed.contains(t));
-        self.delete_offsets_unchecked(group_id, &free).map_err(|_| ResponseError::KafkaStorageError)?;
+        self.delete_offsets_unchecked(group_id, &free)?;
         Ok(free
             .into_iter()
             .map(|tp| (tp, None))
@@ -381,7 +456,7 @@ impl Coordinator {
             .collect())
     }
 
-    fn delete_offsets_unchecked(&self, group_id: &str, tps: &[TopicPartition]) -> std::io::Result<()> {
+    fn delete_offsets_unchecked(&self, group_id: &str, tps: &[TopicPartition]) -> std::result::Result<(), ResponseError> {
         let mut all = self.offsets.lock().expect("offsets lock");
         let records = tps.iter().map(|(t, p)| (offset_key(group_id, t, *p), None)).collect();
         self.write_offsets(group_id, records)?;

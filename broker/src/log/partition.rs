@@ -1,14 +1,16 @@
-//! A partition's log: an ordered set of segments, the log start offset, and the next
-//! offset to assign (the log end offset). On a single node the high watermark equals the
-//! log end offset.
+//! A partition's log: an ordered set of segments, the log start offset, the next offset to
+//! assign (the log end offset), and two caches rebuilt from batch headers on open: the
+//! leader-epoch cache and the idempotent producer state.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use samsa_client::wire::batch::{self, BatchHeader};
+use samsa_client::wire::batch::{self, BatchError, BatchHeader};
 use tracing::{info, warn};
 
+use super::epochs::EpochCache;
+use super::producers::{ProducerState, SeqCheck, SeqError};
 use super::segment::{file_name, Recovery, Segment};
 use crate::config::LogConfig;
 
@@ -25,6 +27,17 @@ pub struct AppendInfo {
     pub log_append_time: Option<i64>,
 }
 
+/// Why a follower could not append batches fetched from the leader.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaAppendError {
+    /// The disk failed.
+    #[error("replica append failed: {0}")]
+    Io(#[from] io::Error),
+    /// The bytes are not batches that continue this log.
+    #[error("invalid replicated batches: {0}")]
+    Invalid(String),
+}
+
 /// One partition's durable log.
 #[derive(Debug)]
 pub struct PartitionLog {
@@ -34,6 +47,8 @@ pub struct PartitionLog {
     log_start_offset: i64,
     unflushed_records: i64,
     last_flush_ms: i64,
+    epochs: EpochCache,
+    producers: ProducerState,
 }
 
 impl PartitionLog {
@@ -76,11 +91,32 @@ impl PartitionLog {
             log_start_offset: stored_start.unwrap_or(first_base).max(first_base),
             unflushed_records: 0,
             last_flush_ms: now_ms,
+            epochs: EpochCache::default(),
+            producers: ProducerState::default(),
         };
         // An empty tail segment can follow a torn roll; the end offset comes from the
         // segment before it in that case.
         log.log_start_offset = log.log_start_offset.min(log.log_end_offset());
+        log.rescan(true)?;
         Ok(log)
+    }
+
+    /// Rebuilds the producer state, and with `epochs` the epoch cache, from every stored
+    /// batch header: both are derived data, so the log itself is their only record.
+    fn rescan(&mut self, epochs: bool) -> io::Result<()> {
+        self.producers = ProducerState::default();
+        if epochs {
+            self.epochs.clear();
+        }
+        for seg in self.segments.values() {
+            for (_, h) in seg.batches()? {
+                if epochs {
+                    self.epochs.assign(h.partition_leader_epoch, h.base_offset);
+                }
+                self.producers.record(&h);
+            }
+        }
+        Ok(())
     }
 
     /// Directory holding the segments.
@@ -128,9 +164,44 @@ impl PartitionLog {
         self.segments.len()
     }
 
-    /// Appends validated producer batches (`headers` describe `bytes` in order), assigning
-    /// offsets from the log end offset. Rolls the active segment by size or age first.
-    pub fn append(&mut self, bytes: &mut [u8], headers: &[BatchHeader], now_ms: i64) -> io::Result<AppendInfo> {
+    /// Records that this replica leads from `start_offset` in `epoch`; ignored unless
+    /// `epoch` is newer than the latest cached one.
+    pub fn assign_epoch(&mut self, epoch: i32, start_offset: i64) {
+        self.epochs.assign(epoch, start_offset);
+    }
+
+    /// The newest leader epoch in the cache.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest()
+    }
+
+    /// The largest cached epoch <= `epoch` and its end offset (the next epoch's start, or
+    /// the log end offset for the latest), as OffsetForLeaderEpoch answers; `None` when the
+    /// cache is empty or `epoch` predates it.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The epoch cache's (epoch, start offset) entries, oldest first.
+    pub fn epoch_entries(&self) -> &[(i32, i64)] {
+        self.epochs.entries()
+    }
+
+    /// Judges a produce request's batches against the idempotent producer state: all new
+    /// -> `Append`, a retry -> the original offsets, anything else an error.
+    pub fn check_producer(&self, headers: &[BatchHeader]) -> Result<SeqCheck, SeqError> {
+        self.producers.check_all(headers)
+    }
+
+    /// Number of producer ids with idempotence state in this partition.
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Appends validated producer batches (`headers` describe `bytes` in order) as leader in
+    /// `leader_epoch`, assigning offsets from the log end offset. Rolls the active segment
+    /// by size or age first. Sequence checks are the caller's ([`Self::check_producer`]).
+    pub fn append(&mut self, bytes: &mut [u8], headers: &[BatchHeader], leader_epoch: i32, now_ms: i64) -> io::Result<AppendInfo> {
         let base_offset = self.log_end_offset();
         let mut next = base_offset;
         let mut pos = 0usize;
@@ -140,12 +211,13 @@ impl PartitionLog {
             let len = h.total_len();
             let b = &mut bytes[pos..pos + len];
             batch::set_base_offset(b, next);
-            batch::set_partition_leader_epoch(b, 0);
+            batch::set_partition_leader_epoch(b, leader_epoch);
             if let Some(t) = append_time {
                 batch::set_log_append_time(b, t);
             }
             let mut h2 = *h;
             h2.base_offset = next;
+            h2.partition_leader_epoch = leader_epoch;
             if let Some(t) = append_time {
                 h2.max_timestamp = t;
             }
@@ -153,15 +225,112 @@ impl PartitionLog {
             next += i64::from(h.last_offset_delta) + 1;
             pos += len;
         }
+        self.store(bytes, &assigned, now_ms)?;
+        Ok(AppendInfo { base_offset, last_offset: next - 1, log_append_time: append_time })
+    }
+
+    /// Appends batches fetched from the leader, which already carry their offsets and
+    /// epochs, byte for byte. Offsets must start at or past the log end offset and
+    /// increase (compaction leaves gaps); a partial batch at the end (a fetch response cut at its size limit,
+    /// KIP-74) is left for the next fetch. With no whole batch nothing is written and
+    /// `last_offset` is `base_offset - 1`.
+    pub fn append_replicated(&mut self, bytes: &[u8], now_ms: i64) -> Result<AppendInfo, ReplicaAppendError> {
+        let leo = self.log_end_offset();
+        let mut headers: Vec<BatchHeader> = Vec::new();
+        let mut pos = 0;
+        let mut next = leo;
+        while pos < bytes.len() {
+            let h = match batch::check_batch(&bytes[pos..]) {
+                Ok(h) => h,
+                Err(BatchError::Truncated { .. }) => break,
+                Err(e) => return Err(ReplicaAppendError::Invalid(format!("batch at byte {pos}: {e}"))),
+            };
+            // Compaction on the leader may leave gaps (also before the first batch), never overlaps.
+            let ok = h.base_offset >= next;
+            if !ok || h.last_offset_delta < 0 {
+                return Err(ReplicaAppendError::Invalid(format!(
+                    "expected a batch starting at or after offset {next}, got offsets {}..={}",
+                    h.base_offset,
+                    h.last_offset()
+                )));
+            }
+            next = h.last_offset() + 1;
+            pos += h.total_len();
+            headers.push(h);
+        }
+        let Some(first) = headers.first() else {
+            return Ok(AppendInfo { base_offset: leo, last_offset: leo - 1, log_append_time: None });
+        };
+        let base_offset = first.base_offset;
+        self.store(&bytes[..pos], &headers, now_ms)?;
+        Ok(AppendInfo { base_offset, last_offset: next - 1, log_append_time: None })
+    }
+
+    /// Writes batches with final offsets to the active segment (rolling first if due) and
+    /// feeds them to the epoch cache and producer state.
+    fn store(&mut self, bytes: &[u8], headers: &[BatchHeader], now_ms: i64) -> io::Result<()> {
         self.maybe_roll(bytes.len() as u64, now_ms)?;
         let interval = self.config.index_interval_bytes;
         let active = self.segments.values_mut().next_back().expect("active segment");
-        active.append(bytes, &assigned, interval, now_ms)?;
-        self.unflushed_records += next - base_offset;
+        active.append(bytes, headers, interval, now_ms)?;
+        for h in headers {
+            self.epochs.assign(h.partition_leader_epoch, h.base_offset);
+            self.producers.record(h);
+            self.unflushed_records += i64::from(h.last_offset_delta) + 1;
+        }
         if self.unflushed_records >= self.config.flush_messages {
             self.flush(now_ms)?;
         }
-        Ok(AppendInfo { base_offset, last_offset: next - 1, log_append_time: append_time })
+        Ok(())
+    }
+
+    /// Removes every batch whose last offset is at or past `offset`, so the log ends on a
+    /// batch boundary at or below it (a follower dropping what diverged from its leader).
+    /// Cutting below the log start, or into the batch holding it, empties the log as
+    /// [`Self::reset_to`] does. A no-op when `offset` is at or past the log end.
+    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let base = match self.segments.range(..=offset).next_back() {
+            Some((&base, _)) if offset >= self.log_start_offset => base,
+            _ => return self.reset_to(offset),
+        };
+        // The newest segments go first, so a crash part way leaves a shorter log, never one
+        // with a hole in it.
+        for (_, seg) in self.segments.split_off(&(base + 1)).into_iter().rev() {
+            seg.delete()?;
+        }
+        self.segments.get_mut(&base).expect("segment at base").truncate_to_offset(offset)?;
+        let leo = self.log_end_offset();
+        if leo < self.log_start_offset {
+            return self.reset_to(offset);
+        }
+        self.epochs.truncate_from(leo);
+        self.rescan(false)
+    }
+
+    /// Deletes every segment and starts an empty log at `offset` (log start = log end =
+    /// `offset`), forgetting epochs and producers: for a follower whose log lies wholly
+    /// below the leader's log start.
+    pub fn reset_to(&mut self, offset: i64) -> io::Result<()> {
+        // Order for crashes: segments at or past `offset` go, then the new empty segment and
+        // the new start are written, and only then the older segments, which a reopen
+        // ignores once the start has moved past them.
+        for (_, seg) in self.segments.split_off(&offset).into_iter().rev() {
+            seg.delete()?;
+        }
+        let seg = Segment::create(&self.dir, offset, self.last_flush_ms)?;
+        let older = std::mem::replace(&mut self.segments, BTreeMap::from([(offset, seg)]));
+        self.log_start_offset = offset;
+        self.write_log_start()?;
+        for (_, seg) in older {
+            seg.delete()?;
+        }
+        self.epochs.clear();
+        self.producers = ProducerState::default();
+        self.unflushed_records = 0;
+        Ok(())
     }
 
     fn maybe_roll(&mut self, incoming: u64, now_ms: i64) -> io::Result<()> {
@@ -189,18 +358,24 @@ impl PartitionLog {
     /// Reads batches from `offset` (which must lie in `[log_start, log_end]`) up to
     /// `max_bytes`; with `min_one` the first batch comes whole even when larger.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> io::Result<Vec<u8>> {
+        self.read_upto(offset, self.log_end_offset(), max_bytes, min_one)
+    }
+
+    /// Like [`Self::read`], but stops before the first batch based at or past `end_offset`
+    /// (the high watermark, which always falls on a batch boundary).
+    pub fn read_upto(&self, offset: i64, end_offset: i64, max_bytes: usize, min_one: bool) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         let start = offset.max(self.log_start_offset);
-        for (_, seg) in self.segments.range(..=start).next_back().into_iter().chain(self.segments.range(start + 1..)) {
+        for (_, seg) in self.segments.range(..=start).next_back().into_iter().chain(self.segments.range(start + 1..end_offset.max(start + 1))) {
             if seg.next_offset() <= start {
                 continue;
             }
             let budget = max_bytes.saturating_sub(out.len());
-            let chunk = seg.read(start.max(seg.base_offset()), budget, min_one && out.is_empty())?;
-            if chunk.is_empty() {
-                break; // the next batch does not fit the budget
-            }
+            let (chunk, stopped) = seg.read(start.max(seg.base_offset()), end_offset, budget, min_one && out.is_empty())?;
             out.extend_from_slice(&chunk);
+            if stopped {
+                break; // the next batch is past the budget or the end offset
+            }
         }
         Ok(out)
     }

@@ -290,13 +290,19 @@ impl Segment {
         Ok(None)
     }
 
-    /// Reads whole batches starting with the one holding `offset`, up to `max_bytes`; the
-    /// first batch is returned whole even when larger, so consumers always progress.
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> io::Result<Vec<u8>> {
-        let Some(start) = self.position_of(offset)? else { return Ok(Vec::new()) };
+    /// Reads whole batches starting with the one holding `offset`, up to `max_bytes` and
+    /// before the first batch based at or past `end_offset`; with `min_one` the first batch
+    /// is returned whole even when larger, so consumers always progress. The flag says
+    /// whether the read stopped before the segment's end (a reader must not go on to the
+    /// next segment then, or it would skip the batches left here).
+    pub fn read(&self, offset: i64, end_offset: i64, max_bytes: usize, min_one: bool) -> io::Result<(Vec<u8>, bool)> {
+        let Some(start) = self.position_of(offset)? else { return Ok((Vec::new(), false)) };
         let mut end = start;
         while end < self.size {
             let h = self.read_header_at(end)?.ok_or_else(|| corrupt(&self.dir, self.base_offset, end))?;
+            if h.base_offset >= end_offset {
+                break;
+            }
             let len = h.total_len() as u64;
             if (end + len - start) as usize > max_bytes && !(end == start && min_one) {
                 break;
@@ -305,7 +311,38 @@ impl Segment {
         }
         let mut buf = vec![0u8; (end - start) as usize];
         self.log.read_exact_at(&mut buf, start)?;
-        Ok(buf)
+        Ok((buf, end < self.size))
+    }
+
+    /// Cuts the segment before the batch holding `offset` (or the first batch after it),
+    /// so it ends on a batch boundary at or below `offset`; the indexes lose the entries
+    /// past the cut and are rewritten.
+    pub fn truncate_to_offset(&mut self, offset: i64) -> io::Result<()> {
+        let Some(cut) = self.position_of(offset)? else { return Ok(()) };
+        let cut_base = self.read_header_at(cut)?.ok_or_else(|| corrupt(&self.dir, self.base_offset, cut))?.base_offset;
+        // Index and time entries come in pairs naming the same batch.
+        let keep = |rel: u32| self.base_offset + i64::from(rel) < cut_base;
+        self.index.retain(|&(rel, _)| keep(rel));
+        self.time_index.retain(|&(_, rel)| keep(rel));
+        self.log.set_len(cut)?;
+        self.log.sync_all()?;
+        self.size = cut;
+        // Recount the tail from the last surviving index entry, as `open` does; the time
+        // entry paired with it holds the running max timestamp up to that batch (without a
+        // pair, rescan the whole segment).
+        let (mut pos, mut next, mut max_ts) = match (self.index.last(), self.time_index.last()) {
+            (Some(&(rel, p)), Some(&(ts, trel))) if rel == trel => (u64::from(p), self.base_offset + i64::from(rel), ts),
+            _ => (0, self.base_offset, -1),
+        };
+        let indexed_at = pos;
+        while pos < cut {
+            let h = self.read_header_at(pos)?.ok_or_else(|| corrupt(&self.dir, self.base_offset, pos))?;
+            max_ts = max_ts.max(h.max_timestamp);
+            next = h.last_offset() + 1;
+            pos += h.total_len() as u64;
+        }
+        (self.next_offset, self.max_timestamp, self.bytes_since_index) = (next, max_ts, cut - indexed_at);
+        self.rewrite_indexes()
     }
 
     /// Headers of every batch, in order, with their positions (for scans and compaction).

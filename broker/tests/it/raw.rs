@@ -69,7 +69,7 @@ pub async fn start(dir: &Path, settings: &[(&str, &str)]) -> Broker {
     for (k, v) in settings {
         config.set(k, v).unwrap();
     }
-    Broker::start(BrokerOptions { data_dir: dir.to_path_buf(), listen: "127.0.0.1:0".into(), node_id: 1, config }).await.unwrap()
+    Broker::start(BrokerOptions { data_dir: dir.to_path_buf(), listen: "127.0.0.1:0".into(), node_id: 1, controller_listen: None, voters: Default::default(), config }).await.unwrap()
 }
 
 /// One uncompressed batch of `n` records with `value_len`-byte values.

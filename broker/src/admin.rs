@@ -1,0 +1,105 @@
+//! Topic administration through the metadata quorum: the operations behind CreateTopics,
+//! DeleteTopics, CreatePartitions, AlterConfigs and topic auto-creation.
+//!
+//! Each validates what only this broker can check (names, config values, defaults), then
+//! proposes a [`Command`]; the state machine checks the rest (existence, brokers,
+//! assignments) identically on every node. `validate_only` runs the command against a
+//! copy of the current image instead of proposing it.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::config::check_topic_config;
+use crate::meta::{Command, Outcome, TopicInfo};
+use crate::server::BrokerState;
+use crate::topics::{validate_topic_name, ApiError, OFFSETS_TOPIC};
+
+impl BrokerState {
+    async fn run(&self, cmd: Command, validate_only: bool) -> Result<Outcome, ApiError> {
+        if validate_only {
+            let mut copy = (*self.image()).clone();
+            return match copy.apply(&cmd) {
+                Outcome::Rejected { code, message } => Err(ApiError::new(ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError), message)),
+                other => Ok(other),
+            };
+        }
+        self.controller.propose(cmd).await
+    }
+
+    /// Creates a topic (`replication_factor` -1: `default.replication.factor`;
+    /// `partitions` -1: `num.partitions`) and returns it as applied.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        assignments: Vec<Vec<i32>>,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicInfo, ApiError> {
+        validate_topic_name(name)?;
+        for (k, v) in &configs {
+            check_topic_config(k, v).map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
+        }
+        let partitions = if partitions == -1 { self.config.int("num.partitions") as i32 } else { partitions };
+        let replication_factor = if replication_factor == -1 { self.config.int("default.replication.factor") as i16 } else { replication_factor };
+        let id = Uuid::new_v4();
+        let cmd = Command::CreateTopic { name: name.to_string(), id, partitions, replication_factor, assignments, configs: configs.clone() };
+        self.run(cmd.clone(), validate_only).await?;
+        if validate_only {
+            let mut copy = (*self.image()).clone();
+            copy.apply(&cmd);
+            return copy.topic(name).cloned().ok_or_else(|| ApiError::new(ResponseError::UnknownServerError, "validation lost the topic"));
+        }
+        tracing::info!(topic = %name, partitions, replication_factor, "created topic");
+        self.image().topic(name).cloned().ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` was deleted right after it was created")))
+    }
+
+    /// Creates `__consumer_offsets` when the first group needs it, with
+    /// `offsets.topic.replication.factor` capped at the brokers available.
+    pub async fn ensure_offsets_topic(&self) -> Result<(), ApiError> {
+        if self.image().topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let live = self.image().live_brokers().len().max(1) as i64;
+        let rf = self.config.int("offsets.topic.replication.factor").min(live) as i16;
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert("segment.bytes".to_string(), self.config.get("offsets.topic.segment.bytes").to_string());
+        if rf > 1 {
+            configs.insert("min.insync.replicas".to_string(), "1".to_string());
+        }
+        let partitions = self.config.int("offsets.topic.num.partitions") as i32;
+        match self.create_topic(OFFSETS_TOPIC, partitions, rf, Vec::new(), configs, false).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == ResponseError::TopicAlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a topic; returns its id.
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, ApiError> {
+        let id = self.image().topic(name).map(|t| t.id).ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")))?;
+        if name == OFFSETS_TOPIC {
+            return Err(ApiError::new(ResponseError::InvalidTopicException, format!("`{name}` is an internal topic and cannot be deleted")));
+        }
+        self.controller.propose(Command::DeleteTopic { name: name.to_string() }).await?;
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(id)
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub async fn add_partitions(&self, name: &str, total: i32, assignments: Vec<Vec<i32>>, validate_only: bool) -> Result<(), ApiError> {
+        self.run(Command::CreatePartitions { name: name.to_string(), total, assignments }, validate_only).await.map(|_| ())
+    }
+
+    /// Replaces a topic's config overrides.
+    pub async fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>, validate_only: bool) -> Result<(), ApiError> {
+        for (k, v) in &configs {
+            check_topic_config(k, v).map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
+        }
+        self.run(Command::SetTopicConfigs { name: name.to_string(), configs }, validate_only).await.map(|_| ())
+    }
+}
