@@ -90,6 +90,7 @@ impl BrokerState {
 
     /// Asks the controller to change a partition's ISR (once at a time per partition).
     pub fn propose_isr(self: &Arc<Self>, p: &Arc<Partition>, isr: Vec<i32>) {
+        let target = isr.clone();
         let cmd = {
             let mut r = p.replica.lock().expect("replica lock");
             if r.pending_isr.is_some() || !r.is_leader() {
@@ -102,7 +103,7 @@ impl BrokerState {
         let p = p.clone();
         tokio::spawn(async move {
             match state.controller.propose(cmd).await {
-                Ok(_) => tracing::info!(partition = %p.name(), isr = ?p.replica.lock().expect("replica lock").isr, "ISR changed"),
+                Ok(_) => tracing::info!(partition = %p.name(), isr = ?target, "ISR changed"),
                 Err(e) => {
                     tracing::info!(partition = %p.name(), "ISR change refused: {}", e.message);
                     p.replica.lock().expect("replica lock").pending_isr = None;
@@ -171,6 +172,14 @@ impl Broker {
         if !opts.voters.is_empty() {
             if !opts.voters.contains_key(&opts.node_id) {
                 return Err(Error::Config(format!("--node-id {} is not one of the --voters; every node is a voter in this version", opts.node_id)));
+            }
+            if let (Some(listen), Some(mine)) = (&opts.controller_listen, opts.voters.get(&opts.node_id)) {
+                if listen != mine {
+                    return Err(Error::Config(format!(
+                        "--controller-listen {listen} differs from node {}'s entry in --voters ({mine}); the other nodes would not reach this one",
+                        opts.node_id
+                    )));
+                }
             }
             cluster_id = cluster_id_of(&opts.voters);
         }

@@ -54,8 +54,8 @@ pub(crate) async fn wait_for_signal() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server logs its progress; the client tools stay quiet unless something is wrong.
-    // openraft narrates every vote and append at info; only its warnings matter to operators.
-    let default_level = if matches!(cli.command, Command::Server(_)) { "info,openraft=warn" } else { "warn" };
+    // openraft narrates every vote and append at info; and warns of benign races (stale vote responses); only its errors matter to operators.
+    let default_level = if matches!(cli.command, Command::Server(_)) { "info,openraft=error" } else { "warn" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))

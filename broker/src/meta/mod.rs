@@ -111,10 +111,14 @@ impl Controller {
         } else {
             opts.voters.iter().map(|(n, a)| (*n as u64, BasicNode::new(a.clone()))).collect()
         };
-        // Every voter initializes with the same membership; on an initialized log this is
-        // refused, which is expected.
-        if let Err(e) = raft.initialize(members).await {
-            tracing::debug!("raft initialize: {e}");
+        // Only the lowest-numbered voter initializes the quorum (on an empty log; on a used
+        // one openraft refuses, which is expected). openraft 0.9 panics when several nodes
+        // initialize and elect themselves at the same instant; the others simply wait for
+        // its first vote request, so start order still does not matter.
+        if opts.voters.keys().next().is_none_or(|first| *first == opts.node_id) {
+            if let Err(e) = raft.initialize(members).await {
+                tracing::debug!("raft initialize: {e}");
+            }
         }
         let controller = Arc::new(Self {
             node_id: opts.node_id,
