@@ -103,6 +103,9 @@ pub struct ServerBuilder {
     sets: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
     node_id: Option<u32>,
+    listen: Option<String>,
+    /// `--controller-listen` and `--voters` (cluster mode).
+    quorum: Option<(String, String)>,
 }
 
 impl ServerBuilder {
@@ -122,6 +125,18 @@ impl ServerBuilder {
     /// Passes `--node-id`.
     pub fn node_id(mut self, id: u32) -> Self {
         self.node_id = Some(id);
+        self
+    }
+
+    /// Listens for Kafka clients on `addr` instead of a free port.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = Some(addr.into());
+        self
+    }
+
+    /// Runs as a cluster node: `--controller-listen` and `--voters`.
+    pub fn quorum(mut self, controller_listen: impl Into<String>, voters: impl Into<String>) -> Self {
+        self.quorum = Some((controller_listen.into(), voters.into()));
         self
     }
 
@@ -175,9 +190,12 @@ impl SamsaServer {
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--listen")
-            .arg("127.0.0.1:0");
+            .arg(builder.listen.as_deref().unwrap_or("127.0.0.1:0"));
         if let Some(id) = builder.node_id {
             cmd.arg("--node-id").arg(id.to_string());
+        }
+        if let Some((listen, voters)) = &builder.quorum {
+            cmd.arg("--controller-listen").arg(listen).arg("--voters").arg(voters);
         }
         let mut sets = builder.sets.clone();
         if !sets
@@ -313,6 +331,21 @@ impl SamsaServer {
         Ok(())
     }
 
+    /// Sends a signal (`"STOP"`, `"CONT"`, ...) to the server process.
+    pub fn signal(&mut self, sig: &str) -> Result<()> {
+        let pid = self.child_mut().id();
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().context("running `kill`")?;
+        if !status.success() {
+            bail!("`kill -{sig} {pid}` failed: {status}");
+        }
+        Ok(())
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Sends SIGTERM and waits for a clean shutdown: fails unless the server exits with
     /// code 0 within [`SHUTDOWN_TIMEOUT`].
     pub fn terminate(&mut self) -> Result<()> {
@@ -339,6 +372,147 @@ impl SamsaServer {
             );
         }
         Ok(())
+    }
+}
+
+fn common_config(bootstrap: &str) -> Result<samsa_client::config::CommonConfig> {
+    let mut c = samsa_client::config::CommonConfig::default();
+    c.set("bootstrap.servers", bootstrap)?;
+    c.set("request.timeout.ms", "5000")?;
+    Ok(c)
+}
+
+/// A free loopback port (bound, then released: good enough for tests on one machine).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Several `samsa server` processes forming one cluster on loopback ports, every node a
+/// broker and a controller. Nodes are numbered from 1; each keeps its ports and data
+/// directory across [`SamsaCluster::restart`].
+pub struct SamsaCluster {
+    nodes: Vec<Option<SamsaServer>>,
+    kafka_ports: Vec<u16>,
+    controller_ports: Vec<u16>,
+    voters: String,
+    sets: Vec<(String, String)>,
+    dirs: tempfile::TempDir,
+}
+
+impl SamsaCluster {
+    /// Starts `n` nodes with broker settings `sets` and waits until every one is
+    /// registered (all `n` brokers appear in Metadata).
+    pub fn start(n: usize, sets: &[(&str, &str)]) -> Result<Self> {
+        let kafka_ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
+        let controller_ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
+        let voters = controller_ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
+        let mut cluster = Self {
+            nodes: (0..n).map(|_| None).collect(),
+            kafka_ports,
+            controller_ports,
+            voters,
+            sets: sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            dirs: tempfile::Builder::new().prefix("samsa-cluster-").tempdir()?,
+        };
+        for id in 1..=n {
+            cluster.restart(id)?;
+        }
+        cluster.wait_for_brokers(n, Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    /// Starts node `id` again (same ports and data directory) after a kill or stop.
+    pub fn restart(&mut self, id: usize) -> Result<()> {
+        let i = id - 1;
+        let mut b = SamsaServer::builder()
+            .node_id(id as u32)
+            .data_dir(self.data_dir(id))
+            .listen(format!("127.0.0.1:{}", self.kafka_ports[i]))
+            .quorum(format!("127.0.0.1:{}", self.controller_ports[i]), self.voters.clone());
+        for (k, v) in &self.sets {
+            b = b.set(k, v);
+        }
+        self.nodes[i] = Some(b.start()?);
+        Ok(())
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: usize) -> PathBuf {
+        self.dirs.path().join(format!("node-{id}"))
+    }
+
+    /// Node `id`'s Kafka address.
+    pub fn addr(&self, id: usize) -> String {
+        format!("127.0.0.1:{}", self.kafka_ports[id - 1])
+    }
+
+    /// Every node's Kafka address, comma-separated (clients pick any that answers).
+    pub fn bootstrap(&self) -> String {
+        (1..=self.nodes.len()).map(|id| self.addr(id)).collect::<Vec<_>>().join(",")
+    }
+
+    /// The running process of node `id`.
+    pub fn node(&mut self, id: usize) -> &mut SamsaServer {
+        self.nodes[id - 1].as_mut().expect("node is running")
+    }
+
+    /// Kills node `id` with SIGKILL.
+    pub fn kill9(&mut self, id: usize) -> Result<()> {
+        let mut n = self.nodes[id - 1].take().context("node is not running")?;
+        n.kill9()
+    }
+
+    /// Stops node `id` with SIGTERM (controlled shutdown) and waits for it to exit.
+    pub fn terminate(&mut self, id: usize) -> Result<()> {
+        let mut n = self.nodes[id - 1].take().context("node is not running")?;
+        n.terminate()
+    }
+
+    /// Freezes node `id` (SIGSTOP): a stand-in for a long pause or a network partition.
+    pub fn pause(&mut self, id: usize) -> Result<()> {
+        self.node(id).signal("STOP")
+    }
+
+    /// Resumes a frozen node (SIGCONT).
+    pub fn resume(&mut self, id: usize) -> Result<()> {
+        self.node(id).signal("CONT")
+    }
+
+    /// Stderr of node `id` so far (empty if it is not running).
+    pub fn stderr(&self, id: usize) -> String {
+        self.nodes[id - 1].as_ref().map(SamsaServer::stderr).unwrap_or_default()
+    }
+
+    /// Runs `samsa cluster status`-style metadata through Samsa's admin client from the
+    /// first running node: (broker ids, per partition (leader, replicas, isr)).
+    pub fn partitions(&self, topic: &str) -> Result<Vec<(i32, Vec<i32>, Vec<i32>)>> {
+        let bootstrap = self.bootstrap();
+        let topic = topic.to_string();
+        blocking(move || -> Result<Vec<(i32, Vec<i32>, Vec<i32>)>> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let cluster = samsa_client::net::Cluster::connect(common_config(&bootstrap)?).await?;
+                let meta = cluster.refresh(Some(&[topic.clone()]), false).await?;
+                let t = meta.topics.get(&topic).with_context(|| format!("topic {topic} not in metadata"))?;
+                Ok(t.partitions.iter().map(|p| (p.leader, p.replicas.clone(), p.isr.clone())).collect())
+            })
+        })
+    }
+
+    /// Waits until Metadata lists `n` live brokers.
+    pub fn wait_for_brokers(&self, n: usize, timeout: Duration) -> Result<()> {
+        let bootstrap = self.bootstrap();
+        wait_until(timeout, &format!("{n} brokers registered"), || {
+            let b = bootstrap.clone();
+            let count = blocking(move || -> Result<usize> {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                rt.block_on(async {
+                    let cluster = samsa_client::net::Cluster::connect(common_config(&b)?).await?;
+                    Ok(cluster.refresh(Some(&[]), false).await?.brokers.len())
+                })
+            });
+            Ok(count.map(|c| c >= n).unwrap_or(false))
+        })
     }
 }
 
