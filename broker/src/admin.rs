@@ -25,7 +25,9 @@ impl BrokerState {
                 other => Ok(other),
             };
         }
-        self.controller.propose(cmd).await
+        let outcome = self.controller.propose(cmd).await?;
+        self.topics.wait_reconciled(self.image().applied_index, std::time::Duration::from_secs(5)).await;
+        Ok(outcome)
     }
 
     /// Creates a topic (`replication_factor` -1: `default.replication.factor`;
@@ -85,7 +87,7 @@ impl BrokerState {
         if name == OFFSETS_TOPIC {
             return Err(ApiError::new(ResponseError::InvalidTopicException, format!("`{name}` is an internal topic and cannot be deleted")));
         }
-        self.controller.propose(Command::DeleteTopic { name: name.to_string() }).await?;
+        self.run(Command::DeleteTopic { name: name.to_string() }, false).await?;
         tracing::info!(topic = %name, "deleted topic");
         Ok(id)
     }

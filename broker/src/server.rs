@@ -233,11 +233,14 @@ impl Broker {
             // partitions, so a script that waits for the "listening" line can use it at once.
             let mut rx = state.controller.subscribe();
             let me = opts.node_id;
-            let ready = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|img| img.is_live(me))).await;
-            if !matches!(ready, Ok(Ok(_))) {
+            // The watch guard must not outlive this statement: holding it would block the
+            // state machine's next publish (and with it everything reading the image).
+            let ready = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|img| img.is_live(me))).await.is_ok_and(|r| r.is_ok());
+            if !ready {
                 return Err(Error::Config("the single-node metadata quorum did not start within 30 s".into()));
             }
-            wait_reconciled(&state).await;
+            let applied = state.image().applied_index;
+            state.topics.wait_reconciled(applied, Duration::from_secs(10)).await;
         }
         tasks.push(tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(group_ticks(state.clone(), shutdown_rx.clone())));
@@ -343,22 +346,6 @@ async fn serve(mut socket: TcpStream, peer: SocketAddr, state: Arc<BrokerState>,
     }
 }
 
-/// Waits until the local replicas reflect the applied image (bounded).
-async fn wait_reconciled(state: &BrokerState) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::time::Instant::now() < deadline {
-        let image = state.image();
-        let me = state.node_id;
-        let pending = image.topics.values().any(|t| {
-            t.partitions.iter().enumerate().any(|(i, p)| p.replicas.contains(&me) && state.topics.partition(&t.name, i as i32).is_none_or(|l| l.replica.lock().expect("replica lock").leader_epoch != p.leader_epoch))
-        });
-        if !pending {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Applies every new metadata image to the local replicas: logs, roles, fetchers and the
 /// group coordinator's partitions.
 async fn follow_image(state: Arc<BrokerState>, fetchers: Arc<Fetchers>, mut shutdown: watch::Receiver<bool>) {
@@ -382,6 +369,7 @@ async fn follow_image(state: Arc<BrokerState>, fetchers: Arc<Fetchers>, mut shut
             state.groups.unload_partition(p.index);
         }
         fetchers.refresh();
+        state.topics.mark_reconciled(image.applied_index);
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
             _ = shutdown.changed() => return,

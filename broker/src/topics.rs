@@ -120,13 +120,16 @@ pub struct TopicManager {
     /// Serialises `apply_image` calls.
     applying: Mutex<()>,
     appended: watch::Sender<u64>,
+    /// Index of the last metadata image fully acted on (logs, roles, groups, fetchers).
+    reconciled: watch::Sender<u64>,
 }
 
 impl TopicManager {
     /// A manager for `data_dir`; logs open when the first image assigns them.
     pub fn new(data_dir: &Path, config: BrokerConfig, node_id: i32) -> Self {
         let (appended, _) = watch::channel(0);
-        Self { data_dir: data_dir.to_path_buf(), config, node_id, partitions: RwLock::new(HashMap::new()), applying: Mutex::new(()), appended }
+        let (reconciled, _) = watch::channel(0);
+        Self { data_dir: data_dir.to_path_buf(), config, node_id, partitions: RwLock::new(HashMap::new()), applying: Mutex::new(()), appended, reconciled }
     }
 
     /// The broker configuration.
@@ -153,6 +156,18 @@ impl TopicManager {
     /// Wakes waiting fetches and produces.
     pub fn notify_append(&self) {
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Records that the image at `index` has been fully acted on.
+    pub fn mark_reconciled(&self, index: u64) {
+        self.reconciled.send_replace(index);
+    }
+
+    /// Waits (bounded) until this broker has acted on the image at `index`, so a client
+    /// that just changed metadata through this broker finds its replicas ready.
+    pub async fn wait_reconciled(&self, index: u64, timeout: std::time::Duration) {
+        let mut rx = self.reconciled.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|i| *i >= index)).await;
     }
 
     /// Waits until the high watermark reaches `end` (every in-sync replica has the data)

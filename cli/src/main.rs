@@ -1,7 +1,8 @@
 //! The `samsa` command: `samsa server` (a Kafka-compatible broker) and the client tools
-//! (`topic`, `produce`, `consume`, `group`, `bench`) built on `samsa-client`.
+//! (`topic`, `produce`, `consume`, `group`, `bench`, `cluster`) built on `samsa-client`.
 
 mod bench;
+mod cluster;
 mod consume;
 mod group;
 mod produce;
@@ -38,6 +39,8 @@ enum Command {
     Group(group::GroupArgs),
     /// Measure produce, consume and end-to-end throughput and latency.
     Bench(bench::BenchArgs),
+    /// Show the cluster: brokers, the active controller, partition leaders and ISRs.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Consume(args) => runtime.block_on(consume::run(args)),
         Command::Group(args) => runtime.block_on(group::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Cluster(args) => runtime.block_on(cluster::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

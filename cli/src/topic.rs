@@ -24,7 +24,7 @@ enum TopicCommand {
         /// Number of partitions.
         #[arg(long, default_value_t = 1, value_name = "N")]
         partitions: i32,
-        /// Replicas per partition (a single Samsa broker accepts only 1).
+        /// Replicas per partition.
         #[arg(long, default_value_t = 1, value_name = "N")]
         replication_factor: i16,
         /// A topic config override, e.g. `retention.ms=86400000`; repeat for more.

@@ -8,6 +8,8 @@ mod cli_tools;
 mod client_consumer;
 mod client_interop;
 mod client_producer;
+mod cluster_a;
+mod cluster_b;
 mod confluent;
 mod crash;
 mod kafka_python;

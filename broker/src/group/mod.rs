@@ -147,10 +147,14 @@ impl Coordinator {
     /// `Err(NOT_COORDINATOR)` when another broker does (the client looks it up again).
     pub fn owner(&self, group: &str) -> std::result::Result<Arc<Partition>, ResponseError> {
         let loaded = self.loaded.lock().expect("loaded lock");
-        let Some(count) = loaded.values().next().map(|(n, _)| *n) else { return Err(ResponseError::NotCoordinator) };
+        let count = loaded.values().next().map_or(self.topics.config().int("offsets.topic.num.partitions") as i32, |(n, _)| *n);
         let index = offsets_partition(group, count);
         match loaded.get(&index) {
             Some((_, p)) if p.replica.lock().expect("replica lock").is_leader() => Ok(p.clone()),
+            // Leading it but not loaded yet: the client retries here shortly.
+            _ if self.topics.partition(OFFSETS_TOPIC, index).is_some_and(|p| p.replica.lock().expect("replica lock").is_leader()) => {
+                Err(ResponseError::CoordinatorLoadInProgress)
+            }
             _ => Err(ResponseError::NotCoordinator),
         }
     }

@@ -100,10 +100,7 @@ pub(crate) async fn resolve_positions(inner: &Arc<Inner>) -> Result<()> {
     let mut found: BTreeMap<TopicPartition, i64> = BTreeMap::new();
     let ask_committed: Vec<TopicPartition> = wanted.iter().filter(|(_, r, _)| r.is_none()).map(|(tp, _, _)| tp.clone()).collect();
     if let (Some(group_id), false) = (&inner.config.group_id, ask_committed.is_empty()) {
-        let conn = group::coordinator(inner).await?;
-        let committed = offsets::fetch_committed(&conn, group_id, &ask_committed, true)
-            .await
-            .inspect_err(|e| group::on_coordinator_error(inner, e))?;
+        let committed = group::fetch_committed(inner, group_id, &ask_committed).await?;
         found.extend(committed.into_iter().filter_map(|(tp, o)| o.map(|o| (tp, o))));
     }
     let (mut earliest, mut latest) = (Vec::new(), Vec::new());

@@ -54,6 +54,29 @@ pub(crate) fn on_coordinator_error(inner: &Inner, e: &Error) {
     }
 }
 
+/// The group's committed offsets, retrying while the coordinator moves or loads (as
+/// Java's consumer does), for at most `request.timeout.ms`.
+pub(crate) async fn fetch_committed(inner: &Inner, group: &str, tps: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
+    let deadline = tokio::time::Instant::now() + inner.config.common.request_timeout;
+    loop {
+        let result = match coordinator(inner).await {
+            Ok(conn) => offsets::fetch_committed(&conn, group, tps, true).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e) if e.is_retriable() && tokio::time::Instant::now() < deadline => {
+                on_coordinator_error(inner, &e);
+                tokio::time::sleep(inner.config.common.retry_backoff).await;
+            }
+            Err(e) => {
+                on_coordinator_error(inner, &e);
+                return Err(e);
+            }
+            ok => return ok,
+        }
+    }
+}
+
 /// Commits offsets as the current member (or as a simple client outside a group).
 pub(crate) async fn commit(inner: &Inner, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
     let group = group_id(inner)?;

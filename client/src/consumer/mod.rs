@@ -483,8 +483,7 @@ impl Consumer {
     /// The group's committed offsets for these partitions.
     pub async fn committed(&self, tps: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
         let group = self.group_id()?;
-        let conn = group::coordinator(&self.inner).await?;
-        offsets::fetch_committed(&conn, &group, tps, true).await.inspect_err(|e| group::on_coordinator_error(&self.inner, e))
+        group::fetch_committed(&self.inner, &group, tps).await
     }
 
     /// Commits the positions of every owned partition and waits for the answer.
