@@ -71,8 +71,13 @@ def on_assign(c, parts):
 
 
 def on_revoke(c, parts):
+    global since_commit
     ev("R " + ",".join(str(tp.partition) for tp in parts))
     log(f"revoked {[tp.partition for tp in parts]}")
+    # Positions belong to the assignment: the next one starts from the committed offsets,
+    # so nothing processed under the old one is committed later.
+    position.clear()
+    since_commit = 0
 
 
 consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
