@@ -89,6 +89,8 @@ since_commit = 0
 commit_failures = 0
 phase = "before"     # before -> paused -> after
 killed_at = None
+mid_commits = 0
+paused_committed = {}
 assigns_after_kill = 0
 deadline = time.monotonic() + 240
 
@@ -133,6 +135,10 @@ while True:
         consumer.pause(consumer.assignment())
         ev("PAUSE " + fmt_offsets(position))
         log(f"paused at {position}, committed {committed_ok}")
+        # Partitions whose committed offset is inside the partition: where the group must
+        # resume exactly, neither from the start nor from the end.
+        mid_commits = sum(1 for p, o in committed_ok.items() if 0 < o < end[p])
+        paused_committed = dict(committed_ok)
         open(ready_path, "w").close()
         phase = "paused"
     if phase == "paused":
@@ -234,6 +240,7 @@ if never:
 result(total=total, processed=len(processed), never=len(never), reprocessed=reprocessed,
        below_commit=len(below_commit), commit_failures=commit_failures,
        assigns_after_kill=assigns_after_kill, restart_checked=restart_checked,
-       restart_mismatch=len(restart_mismatch),
+       restart_mismatch=len(restart_mismatch), mid_commits=mid_commits,
+       paused_committed=fmt_offsets(paused_committed),
        final_committed=fmt_offsets(committed_ok),
        fresh_committed=fmt_offsets(fresh_committed), fresh_records=len(extra))

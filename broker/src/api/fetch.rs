@@ -116,7 +116,8 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
                 if moved {
                     state.topics.notify_append();
                 }
-                if let Some(isr) = expand {
+                // A fenced broker cannot join the ISR; asking would only be refused.
+                if let Some(isr) = expand.filter(|_| image.is_live(replica_id)) {
                     tracing::info!(partition = %p.name(), follower = replica_id, "follower caught up; adding it to the ISR");
                     state.propose_isr(p, isr);
                 }

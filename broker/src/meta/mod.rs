@@ -111,11 +111,12 @@ impl Controller {
         } else {
             opts.voters.iter().map(|(n, a)| (*n as u64, BasicNode::new(a.clone()))).collect()
         };
-        // Only the lowest-numbered voter initializes the quorum (on an empty log; on a used
-        // one openraft refuses, which is expected). openraft 0.9 panics when several nodes
+        // Only the lowest-numbered voter initializes the quorum, once (on an empty log).
+        // openraft 0.9 panics when several nodes
         // initialize and elect themselves at the same instant; the others simply wait for
         // its first vote request, so start order still does not matter.
-        if opts.voters.keys().next().is_none_or(|first| *first == opts.node_id) {
+        let initialized = raft.is_initialized().await.unwrap_or(true);
+        if !initialized && opts.voters.keys().next().is_none_or(|first| *first == opts.node_id) {
             if let Err(e) = raft.initialize(members).await {
                 tracing::debug!("raft initialize: {e}");
             }
@@ -217,6 +218,24 @@ impl Controller {
         }
     }
 
+    /// Commits `cmd` only if this node is still the active controller (no forwarding):
+    /// for the controller's own duties, which a deposed controller that has not noticed
+    /// yet (after a long pause) must not push through the real one.
+    async fn propose_as_controller(&self, cmd: Command) -> std::result::Result<Outcome, ApiError> {
+        let deadline = Instant::now() + PROPOSE_TIMEOUT;
+        match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(cmd)).await {
+            Ok(Ok(r)) => {
+                self.wait_applied(r.log_id.index, deadline).await?;
+                match r.data {
+                    Outcome::Rejected { code, message } => Err(ApiError::new(ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError), message)),
+                    other => Ok(other),
+                }
+            }
+            Ok(Err(e)) => Err(ApiError::new(ResponseError::NotController, format!("no longer the active controller: {e}"))),
+            Err(_) => Err(ApiError::new(ResponseError::RequestTimedOut, "the quorum did not commit the controller's change in time")),
+        }
+    }
+
     async fn wait_applied(&self, index: u64, deadline: Instant) -> std::result::Result<(), ApiError> {
         let mut rx = self.image.clone();
         let applied = tokio::time::timeout_at(deadline.into(), async move { rx.wait_for(|img| img.applied_index >= index).await.is_ok() }).await;
@@ -263,7 +282,7 @@ impl Controller {
             let this = self.clone();
             tokio::spawn(async move {
                 let id = hb.id;
-                match this.propose(Command::RegisterBroker { id, host: hb.host, port: hb.port }).await {
+                match this.propose_as_controller(Command::RegisterBroker { id, host: hb.host, port: hb.port }).await {
                     Ok(_) => tracing::info!(broker = id, "broker registered"),
                     Err(e) => tracing::warn!(broker = id, "cannot register broker: {}", e.message),
                 }
@@ -323,15 +342,22 @@ impl Controller {
     /// While this node is the active controller: fence brokers whose heartbeats stopped and
     /// move leadership back to preferred replicas.
     async fn duties_loop(self: Arc<Self>, imbalance_every: Duration, mut shutdown: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let every = Duration::from_millis(200);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leader_term: Option<u64> = None;
         let mut next_balance = Instant::now() + imbalance_every;
         loop {
+            let waiting_since = Instant::now();
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            if !self.is_leader() {
+            // A gap far longer than the tick means this process was paused (SIGSTOP, a
+            // long GC-like stall): the heartbeat times it holds are stale, and so may be
+            // its belief that it leads. Start over as if newly elected.
+            let paused = waiting_since.elapsed() > every * 5;
+            if paused || !self.is_leader() {
                 leader_term = None;
                 continue;
             }
@@ -361,14 +387,14 @@ impl Controller {
             for id in expired {
                 let why = if self.leaving.lock().expect("leaving lock").contains(&id) { "controlled shutdown" } else { "heartbeats stopped" };
                 tracing::warn!(broker = id, "fencing broker: {why}");
-                if let Err(e) = self.propose(Command::FenceBroker { id }).await {
+                if let Err(e) = self.propose_as_controller(Command::FenceBroker { id }).await {
                     tracing::warn!(broker = id, "cannot fence broker: {}", e.message);
                 }
             }
             if now >= next_balance {
                 next_balance = now + imbalance_every;
                 for (topic, partition) in image.preferred_elections() {
-                    match self.propose(Command::ElectPreferred { topic: topic.clone(), partition }).await {
+                    match self.propose_as_controller(Command::ElectPreferred { topic: topic.clone(), partition }).await {
                         Ok(_) => tracing::info!(%topic, partition, "moved leadership back to the preferred replica"),
                         Err(e) => tracing::debug!(%topic, partition, "preferred election skipped: {}", e.message),
                     }
