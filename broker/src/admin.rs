@@ -7,27 +7,29 @@
 //! copy of the current image instead of proposing it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::config::check_topic_config;
-use crate::meta::{Command, Outcome, TopicInfo};
+use crate::meta::{into_result, Command, Image, Outcome, TopicInfo};
 use crate::server::BrokerState;
 use crate::topics::{validate_topic_name, ApiError, OFFSETS_TOPIC};
 
 impl BrokerState {
-    async fn run(&self, cmd: Command, validate_only: bool) -> Result<Outcome, ApiError> {
+    /// Proposes `cmd`, or with `validate_only` applies it to a copy of the image; returns
+    /// the outcome and the image it produced.
+    async fn run(&self, cmd: Command, validate_only: bool) -> Result<(Outcome, Arc<Image>), ApiError> {
         if validate_only {
             let mut copy = (*self.image()).clone();
-            return match copy.apply(&cmd) {
-                Outcome::Rejected { code, message } => Err(ApiError::new(ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError), message)),
-                other => Ok(other),
-            };
+            let outcome = into_result(copy.apply(&cmd))?;
+            return Ok((outcome, Arc::new(copy)));
         }
         let outcome = self.controller.propose(cmd).await?;
-        self.topics.wait_reconciled(self.image().applied_index, std::time::Duration::from_secs(5)).await;
-        Ok(outcome)
+        let image = self.image();
+        self.topics.wait_reconciled(image.applied_index, std::time::Duration::from_secs(5)).await;
+        Ok((outcome, image))
     }
 
     /// Creates a topic (`replication_factor` -1: `default.replication.factor`;
@@ -48,15 +50,12 @@ impl BrokerState {
         let partitions = if partitions == -1 { self.config.int("num.partitions") as i32 } else { partitions };
         let replication_factor = if replication_factor == -1 { self.config.int("default.replication.factor") as i16 } else { replication_factor };
         let id = Uuid::new_v4();
-        let cmd = Command::CreateTopic { name: name.to_string(), id, partitions, replication_factor, assignments, configs: configs.clone() };
-        self.run(cmd.clone(), validate_only).await?;
-        if validate_only {
-            let mut copy = (*self.image()).clone();
-            copy.apply(&cmd);
-            return copy.topic(name).cloned().ok_or_else(|| ApiError::new(ResponseError::UnknownServerError, "validation lost the topic"));
+        let cmd = Command::CreateTopic { name: name.to_string(), id, partitions, replication_factor, assignments, configs };
+        let (_, image) = self.run(cmd, validate_only).await?;
+        if !validate_only {
+            tracing::info!(topic = %name, partitions, replication_factor, "created topic");
         }
-        tracing::info!(topic = %name, partitions, replication_factor, "created topic");
-        self.image().topic(name).cloned().ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` was deleted right after it was created")))
+        image.topic(name).cloned().ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` was deleted right after it was created")))
     }
 
     /// Creates `__consumer_offsets` when the first group needs it, with

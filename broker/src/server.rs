@@ -208,7 +208,7 @@ impl Broker {
         )
         .await?;
         let topics = Arc::new(TopicManager::new(dir, opts.config.clone(), opts.node_id));
-        let groups = Arc::new(Coordinator::new(topics.clone(), opts.node_id));
+        let groups = Arc::new(Coordinator::new(topics.clone()));
         let state = Arc::new(BrokerState {
             node_id: opts.node_id,
             host: local_addr.ip().to_string(),

@@ -382,6 +382,9 @@ fn common_config(bootstrap: &str) -> Result<samsa_client::config::CommonConfig> 
     Ok(c)
 }
 
+/// One partition as Metadata reports it: (leader, replicas, in-sync replicas).
+pub type PartitionState = (i32, Vec<i32>, Vec<i32>);
+
 /// A free loopback port (bound, then released: good enough for tests on one machine).
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -485,14 +488,14 @@ impl SamsaCluster {
 
     /// Runs `samsa cluster status`-style metadata through Samsa's admin client from the
     /// first running node: (broker ids, per partition (leader, replicas, isr)).
-    pub fn partitions(&self, topic: &str) -> Result<Vec<(i32, Vec<i32>, Vec<i32>)>> {
+    pub fn partitions(&self, topic: &str) -> Result<Vec<PartitionState>> {
         let bootstrap = self.bootstrap();
         let topic = topic.to_string();
-        blocking(move || -> Result<Vec<(i32, Vec<i32>, Vec<i32>)>> {
+        blocking(move || -> Result<Vec<PartitionState>> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async {
                 let cluster = samsa_client::net::Cluster::connect(common_config(&bootstrap)?).await?;
-                let meta = cluster.refresh(Some(&[topic.clone()]), false).await?;
+                let meta = cluster.refresh(Some(std::slice::from_ref(&topic)), false).await?;
                 let t = meta.topics.get(&topic).with_context(|| format!("topic {topic} not in metadata"))?;
                 Ok(t.partitions.iter().map(|p| (p.leader, p.replicas.clone(), p.isr.clone())).collect())
             })

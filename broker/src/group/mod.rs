@@ -43,8 +43,6 @@ pub type TopicPartition = (String, i32);
 /// The group coordinator of this broker (it coordinates every group).
 pub struct Coordinator {
     topics: Arc<TopicManager>,
-    #[allow(dead_code)]
-    node_id: i32,
     /// Offsets partitions this broker leads and has loaded: index -> (partition count, replica).
     loaded: Mutex<HashMap<i32, (i32, Arc<Partition>)>>,
     /// `std::sync::Mutex`: never held across an `.await`; waiting requests hold oneshot
@@ -129,14 +127,13 @@ fn decode_value(mut v: Bytes) -> Option<CommittedOffset> {
 
 impl Coordinator {
     /// A coordinator that serves no group until it leads `__consumer_offsets` partitions.
-    pub fn new(topics: Arc<TopicManager>, node_id: i32) -> Self {
+    pub fn new(topics: Arc<TopicManager>) -> Self {
         let cfg = topics.config();
         Self {
             initial_delay: cfg.ms("group.initial.rebalance.delay.ms"),
             min_session: cfg.ms("group.min.session.timeout.ms"),
             max_session: cfg.ms("group.max.session.timeout.ms"),
             topics,
-            node_id,
             groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),

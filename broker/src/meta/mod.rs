@@ -46,6 +46,14 @@ const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for one controller RPC.
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A state-machine rejection as the Kafka error the client gets; other outcomes pass.
+pub fn into_result(outcome: Outcome) -> std::result::Result<Outcome, ApiError> {
+    match outcome {
+        Outcome::Rejected { code, message } => Err(ApiError::new(ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError), message)),
+        other => Ok(other),
+    }
+}
+
 /// How the controller of this node runs.
 pub struct ControllerOptions {
     /// This node's id (broker id and Raft node id).
@@ -200,10 +208,7 @@ impl Controller {
             match attempt {
                 Ok((index, outcome)) => {
                     self.wait_applied(index, deadline).await?;
-                    return match outcome {
-                        Outcome::Rejected { code, message } => Err(ApiError::new(ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError), message)),
-                        other => Ok(other),
-                    };
+                    return into_result(outcome);
                 }
                 Err(ProposeError::NotLeader(_)) => last_problem = "no active controller was elected".into(),
                 Err(ProposeError::Failed(m)) => last_problem = m,
@@ -226,10 +231,7 @@ impl Controller {
         match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(cmd)).await {
             Ok(Ok(r)) => {
                 self.wait_applied(r.log_id.index, deadline).await?;
-                match r.data {
-                    Outcome::Rejected { code, message } => Err(ApiError::new(ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError), message)),
-                    other => Ok(other),
-                }
+                into_result(r.data)
             }
             Ok(Err(e)) => Err(ApiError::new(ResponseError::NotController, format!("no longer the active controller: {e}"))),
             Err(_) => Err(ApiError::new(ResponseError::RequestTimedOut, "the quorum did not commit the controller's change in time")),

@@ -162,7 +162,7 @@ impl Replica {
         if !self.is_leader() || self.pending_isr.is_some() {
             return None;
         }
-        let keep: Vec<i32> = self.isr.iter().copied().filter(|id| *id == self.me || self.followers.get(id).is_some_and(|p| now.duration_since(p.caught_up) <= lag)).collect();
+        let keep: Vec<i32> = self.isr.iter().copied().filter(|id| self.caught_up(*id, now, lag)).collect();
         (keep.len() < self.isr.len()).then_some(keep)
     }
 
@@ -170,7 +170,12 @@ impl Replica {
     /// `min.insync.replicas` is checked against, so that writes are refused as soon as
     /// followers go quiet, even before the controller can shrink the ISR.
     pub fn live_isr(&self, now: Instant, lag: Duration) -> usize {
-        self.isr.iter().filter(|id| **id == self.me || self.followers.get(id).is_some_and(|p| now.duration_since(p.caught_up) <= lag)).count()
+        self.isr.iter().filter(|id| self.caught_up(**id, now, lag)).count()
+    }
+
+    /// Whether replica `id` (this one always) had everything within the last `lag`.
+    fn caught_up(&self, id: i32, now: Instant, lag: Duration) -> bool {
+        id == self.me || self.followers.get(&id).is_some_and(|p| now.duration_since(p.caught_up) <= lag)
     }
 }
 
