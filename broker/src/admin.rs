@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::config::check_topic_config;
 use crate::meta::{into_result, Command, Image, Outcome, TopicInfo};
 use crate::server::BrokerState;
-use crate::topics::{validate_topic_name, ApiError, OFFSETS_TOPIC};
+use crate::topics::{validate_topic_name, ApiError, OFFSETS_TOPIC, TXN_TOPIC};
 
 impl BrokerState {
     /// Proposes `cmd`, or with `validate_only` applies it to a copy of the image; returns
@@ -61,19 +61,30 @@ impl BrokerState {
     /// Creates `__consumer_offsets` when the first group needs it, with
     /// `offsets.topic.replication.factor` capped at the brokers available.
     pub async fn ensure_offsets_topic(&self) -> Result<(), ApiError> {
-        if self.image().topic(OFFSETS_TOPIC).is_some() {
+        self.ensure_internal_topic(OFFSETS_TOPIC, "offsets.topic").await
+    }
+
+    /// Creates `__transaction_state` when the first transactional producer needs it.
+    pub async fn ensure_txn_topic(&self) -> Result<(), ApiError> {
+        self.ensure_internal_topic(TXN_TOPIC, "transaction.state.log").await
+    }
+
+    /// Creates a compacted internal topic from the `<prefix>.num.partitions`,
+    /// `.replication.factor` (capped at the live brokers) and `.segment.bytes` keys.
+    async fn ensure_internal_topic(&self, name: &str, prefix: &str) -> Result<(), ApiError> {
+        if self.image().topic(name).is_some() {
             return Ok(());
         }
         let live = self.image().live_brokers().len().max(1) as i64;
-        let rf = self.config.int("offsets.topic.replication.factor").min(live) as i16;
+        let rf = self.config.int(&format!("{prefix}.replication.factor")).min(live) as i16;
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
-        configs.insert("segment.bytes".to_string(), self.config.get("offsets.topic.segment.bytes").to_string());
+        configs.insert("segment.bytes".to_string(), self.config.get(&format!("{prefix}.segment.bytes")).to_string());
         if rf > 1 {
             configs.insert("min.insync.replicas".to_string(), "1".to_string());
         }
-        let partitions = self.config.int("offsets.topic.num.partitions") as i32;
-        match self.create_topic(OFFSETS_TOPIC, partitions, rf, Vec::new(), configs, false).await {
+        let partitions = self.config.int(&format!("{prefix}.num.partitions")) as i32;
+        match self.create_topic(name, partitions, rf, Vec::new(), configs, false).await {
             Ok(_) => Ok(()),
             Err(e) if e.code == ResponseError::TopicAlreadyExists => Ok(()),
             Err(e) => Err(e),
@@ -83,7 +94,7 @@ impl BrokerState {
     /// Deletes a topic; returns its id.
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, ApiError> {
         let id = self.image().topic(name).map(|t| t.id).ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")))?;
-        if name == OFFSETS_TOPIC {
+        if crate::topics::is_internal(name) {
             return Err(ApiError::new(ResponseError::InvalidTopicException, format!("`{name}` is an internal topic and cannot be deleted")));
         }
         self.run(Command::DeleteTopic { name: name.to_string() }, false).await?;

@@ -95,6 +95,14 @@ pub const DEFS: &[Def] = &[
     Def { name: "group.min.session.timeout.ms", topic_name: None, kind: Kind::Int { min: 0, max: I32 }, default: "6000", doc: "smallest session timeout a member may ask for" },
     Def { name: "group.max.session.timeout.ms", topic_name: None, kind: Kind::Int { min: 0, max: I32 }, default: "1800000", doc: "largest session timeout a member may ask for" },
     Def { name: "offsets.topic.num.partitions", topic_name: None, kind: Kind::Int { min: 1, max: 1000 }, default: "50", doc: "partitions of __consumer_offsets (fixed once created)" },
+    Def { name: "transaction.state.log.num.partitions", topic_name: None, kind: Kind::Int { min: 1, max: 1000 }, default: "50", doc: "partitions of __transaction_state (fixed once created)" },
+    Def { name: "transaction.state.log.replication.factor", topic_name: None, kind: Kind::Int { min: 1, max: 32767 }, default: "3", doc: "replication factor of __transaction_state (capped at the live brokers)" },
+    Def { name: "transaction.state.log.segment.bytes", topic_name: None, kind: Kind::Int { min: 1024, max: I32 }, default: "104857600", doc: "segment size of __transaction_state" },
+    Def { name: "transaction.max.timeout.ms", topic_name: None, kind: Kind::Int { min: 1, max: I32 }, default: "900000", doc: "largest transaction.timeout.ms a producer may ask for" },
+    Def { name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", topic_name: None, kind: Kind::Int { min: 10, max: I32 }, default: "10000", doc: "how often the coordinator aborts transactions open past their timeout" },
+    Def { name: "transactional.id.expiration.ms", topic_name: None, kind: Kind::Int { min: 1, max: I32 }, default: "604800000", doc: "forget a transactional id idle this long" },
+    Def { name: "producer.id.expiration.ms", topic_name: None, kind: Kind::Int { min: 1, max: I32 }, default: "86400000", doc: "forget a producer's sequence state in a partition after this long without writes" },
+    Def { name: "transaction.marker.delay.ms", topic_name: None, kind: Kind::Int { min: 0, max: I32 }, default: "0", doc: "testing aid: wait this long after a transaction is prepared before writing its markers" },
     Def { name: "offsets.topic.segment.bytes", topic_name: None, kind: Kind::Int { min: 1024, max: I32 }, default: "104857600", doc: "segment size of __consumer_offsets" },
 ];
 

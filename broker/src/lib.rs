@@ -26,6 +26,7 @@ pub mod meta;
 pub mod replica;
 pub mod server;
 pub mod topics;
+pub mod txn;
 
 pub use config::BrokerConfig;
 pub use error::{Error, Result};

@@ -22,7 +22,8 @@ use crate::config::BrokerConfig;
 use crate::group::Coordinator;
 use crate::meta::{Command, Controller, ControllerOptions, Image};
 use crate::replica::fetcher::{FetcherConfig, Fetchers};
-use crate::topics::{Partition, TopicManager, OFFSETS_TOPIC};
+use crate::topics::{Partition, TopicManager, OFFSETS_TOPIC, TXN_TOPIC};
+use crate::txn::TxnCoordinator;
 use crate::{Error, Result};
 
 /// How `samsa server` was asked to run.
@@ -60,6 +61,9 @@ pub fn parse_voters(spec: &str) -> Result<std::collections::BTreeMap<i32, String
     Ok(out)
 }
 
+/// Producer ids fetched from the quorum at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
 /// Everything request handlers need.
 pub struct BrokerState {
     /// This broker's node id.
@@ -80,9 +84,30 @@ pub struct BrokerState {
     pub controller: Arc<Controller>,
     /// Producer ids handed out by InitProducerId: (next, end of the block).
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Transaction coordinator.
+    pub txns: Arc<TxnCoordinator>,
 }
 
 impl BrokerState {
+    /// A producer id unique in the cluster, from a block the metadata quorum handed this
+    /// broker.
+    pub async fn next_producer_id(&self) -> std::result::Result<i64, kafka_protocol::ResponseError> {
+        let mut ids = self.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            match self.controller.propose(Command::AllocateProducerIds { count: PRODUCER_ID_BLOCK }).await {
+                Ok(crate::meta::Outcome::ProducerIds { first }) => *ids = (first, first + PRODUCER_ID_BLOCK),
+                Ok(_) => return Err(kafka_protocol::ResponseError::UnknownServerError),
+                Err(e) => {
+                    tracing::warn!("cannot allocate producer ids: {}", e.message);
+                    return Err(kafka_protocol::ResponseError::CoordinatorNotAvailable);
+                }
+            }
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
     /// The applied metadata image.
     pub fn image(&self) -> Arc<Image> {
         self.controller.image()
@@ -209,6 +234,7 @@ impl Broker {
         .await?;
         let topics = Arc::new(TopicManager::new(dir, opts.config.clone(), opts.node_id));
         let groups = Arc::new(Coordinator::new(topics.clone()));
+        let txns = Arc::new(TxnCoordinator::new(topics.clone()));
         let state = Arc::new(BrokerState {
             node_id: opts.node_id,
             host: local_addr.ip().to_string(),
@@ -219,6 +245,7 @@ impl Broker {
             groups,
             controller,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
+            txns,
         });
         let fetchers = Fetchers::new(
             FetcherConfig { me: opts.node_id, wait: cfg.ms("replica.fetch.wait.max.ms"), max_bytes: cfg.int("replica.fetch.max.bytes") as i32 },
@@ -244,6 +271,7 @@ impl Broker {
         }
         tasks.push(tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(group_ticks(state.clone(), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(txn_expiry(state.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(isr_checks(state.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(maintenance(state.clone(), shutdown_rx)));
         Ok(Self { state, local_addr, shutdown, tasks, _lock: lock })
@@ -368,6 +396,13 @@ async fn follow_image(state: Arc<BrokerState>, fetchers: Arc<Fetchers>, mut shut
         for p in t.followers.iter().chain(&t.removed).filter(|p| p.topic == OFFSETS_TOPIC) {
             state.groups.unload_partition(p.index);
         }
+        let count = image.topic(TXN_TOPIC).map_or(0, |t| t.partitions.len() as i32);
+        for p in t.leaders.iter().filter(|p| p.topic == TXN_TOPIC) {
+            state.txns.load_partition(&state, p, count);
+        }
+        for p in t.followers.iter().chain(&t.removed).filter(|p| p.topic == TXN_TOPIC) {
+            state.txns.unload_partition(p.index);
+        }
         fetchers.refresh();
         state.topics.mark_reconciled(image.applied_index);
         tokio::select! {
@@ -393,6 +428,18 @@ async fn isr_checks(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>
                 tracing::warn!(partition = %p.name(), ?isr, "followers fell behind for more than replica.lag.time.max.ms; shrinking the ISR");
                 state.propose_isr(&p, isr);
             }
+        }
+    }
+}
+
+/// Aborts transactions open past their timeout, at
+/// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+async fn txn_expiry(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(state.config.ms("transaction.abort.timed.out.transaction.cleanup.interval.ms"));
+    loop {
+        tokio::select! {
+            _ = every.tick() => state.txns.expire(&state).await,
+            _ = shutdown.changed() => return,
         }
     }
 }

@@ -24,6 +24,8 @@ use crate::replica::{Replica, RoleChange};
 
 /// Name of the internal topic that stores committed group offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The internal topic holding transaction coordinator state.
+pub const TXN_TOPIC: &str = "__transaction_state";
 /// Longest topic name Kafka accepts.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 const PARTITION_METADATA: &str = "partition.metadata";
@@ -46,7 +48,7 @@ impl ApiError {
 
 /// Whether a topic is broker-internal.
 pub fn is_internal(name: &str) -> bool {
-    name == OFFSETS_TOPIC
+    name == OFFSETS_TOPIC || name == TXN_TOPIC
 }
 
 /// Checks a topic name as Kafka does: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -196,6 +198,30 @@ impl TopicManager {
         }
     }
 
+    /// Appends encoded batches to a partition this broker leads, on behalf of the broker
+    /// itself (coordinator state, transaction markers): returns the offset that must be
+    /// replicated and the leader epoch to wait under ([`Self::wait_replicated`]).
+    pub fn append_as_leader(&self, p: &Partition, mut bytes: Vec<u8>) -> Result<(i64, i32), ResponseError> {
+        let headers: Vec<_> = samsa_client::wire::batch::validate_produced(&bytes).map_err(|_| ResponseError::UnknownServerError)?.into_iter().map(|(h, _)| h).collect();
+        let mut log = p.log.lock().expect("log lock");
+        let epoch = {
+            let r = p.replica.lock().expect("replica lock");
+            if !r.is_leader() {
+                return Err(ResponseError::NotLeaderOrFollower);
+            }
+            r.leader_epoch
+        };
+        let info = log.append(&mut bytes, &headers, epoch, crate::now_ms()).map_err(|e| {
+            tracing::error!(partition = %p.name(), "internal append failed: {e}");
+            ResponseError::KafkaStorageError
+        })?;
+        let leo = log.log_end_offset();
+        drop(log);
+        p.replica.lock().expect("replica lock").advance_hw(leo);
+        self.notify_append();
+        Ok((info.last_offset + 1, epoch))
+    }
+
     /// The `min.insync.replicas` of a topic.
     pub fn min_insync(&self, topic: &TopicInfo) -> usize {
         topic.configs.get("min.insync.replicas").and_then(|v| v.parse().ok()).unwrap_or(self.config.int("min.insync.replicas") as usize)
@@ -283,9 +309,14 @@ impl TopicManager {
     /// Runs retention, compaction and time-based flushes over every partition once.
     pub fn maintenance(&self, retention: bool, compaction: bool) {
         let now = now_ms();
+        let producer_horizon = now - self.config.int("producer.id.expiration.ms");
         for p in self.all_partitions() {
             let mut log = p.log.lock().expect("log lock");
             if retention {
+                let expired = log.expire_producers(producer_horizon);
+                if expired > 0 {
+                    tracing::debug!(topic = %p.topic, partition = p.index, expired, "forgot idle producer ids");
+                }
                 match log.apply_retention(now) {
                     Ok(n) if n > 0 => tracing::info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
                     Ok(_) => {}

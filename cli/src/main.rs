@@ -61,6 +61,8 @@ fn main() -> ExitCode {
     let default_level = if matches!(cli.command, Command::Server(_)) { "info,openraft=error" } else { "warn" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: log files and test captures stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

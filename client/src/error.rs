@@ -79,6 +79,16 @@ pub enum Error {
     /// The client was closed, or a call was made in a state that does not allow it.
     #[error("{0}")]
     State(String),
+    /// A newer producer with the same `transactional.id` took over (it called
+    /// `init_transactions` later); this producer can only be dropped.
+    #[error("the producer with transactional.id `{transactional_id}` was fenced: another producer with the same transactional.id took over; close this one (its open transaction is aborted)")]
+    Fenced {
+        /// The `transactional.id` both producers use.
+        transactional_id: String,
+    },
+    /// The record was not sent because its transaction was aborted.
+    #[error("transaction aborted: {0}")]
+    TransactionAborted(String),
 }
 
 impl Error {

@@ -8,6 +8,11 @@
 //!  Admin ────┘                         └─> wire / kafka-protocol typed messages
 //! ```
 //!
+//! The producer is idempotent by default and transactional with a `transactional.id`
+//! (`init_transactions`, `begin_transaction`, `send_offsets_to_transaction`,
+//! `commit_transaction`, `abort_transaction`); a consumer with `isolation.level =
+//! read_committed` skips records of aborted transactions.
+//!
 //! Configuration takes Kafka's property names (`bootstrap.servers`, `acks`, `group.id`,
 //! ...) or typed builders; an unknown key is an error that names it. Every call is bounded
 //! by a timeout, and failures are one [`Error`] type with Kafka codes kept as data.
@@ -23,4 +28,4 @@ pub mod wire;
 pub use admin::{Admin, AdminConfig};
 pub use error::{Error, Result};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, RebalanceListener, TopicPartition};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, GroupMetadata, IsolationLevel, OffsetReset, RebalanceListener, TopicPartition};

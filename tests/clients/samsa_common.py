@@ -84,17 +84,22 @@ def self_test_murmur2():
         check(got == want, f"murmur2({data!r}) = {got}, want {want}")
 
 
-def create_topic(bootstrap, name, partitions, config=None, timeout=DEADLINE_S):
+def create_topic(bootstrap, name, partitions, config=None, timeout=DEADLINE_S, replication_factor=1, exist_ok=False):
     """Creates a topic with confluent-kafka's AdminClient and waits until its metadata
     shows every partition with a leader."""
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+        [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor, config=config or {})],
         operation_timeout=30,
     )
-    futures[name].result(timeout=timeout)
+    try:
+        futures[name].result(timeout=timeout)
+    except KafkaException as e:
+        if not (exist_ok and e.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS):
+            raise
     wait_topic(admin, name, partitions, timeout)
     return admin
 

@@ -749,6 +749,17 @@ impl BackgroundClient {
         }
     }
 
+    /// Kills the client with SIGKILL (a crash, as a test's fault injection), reaps it and
+    /// returns what it printed until then.
+    pub fn kill9(mut self) -> Result<ClientOutput> {
+        let child = self.child.as_mut().expect("client not yet reaped");
+        child.kill().with_context(|| format!("SIGKILL `{}`", self.what))?;
+        let status = child.wait()?;
+        self.child = None;
+        eprintln!("client `{}` killed with SIGKILL: {status}", self.what);
+        Ok(self.output())
+    }
+
     fn output(&self) -> ClientOutput {
         let read = |p: &Path| {
             std::fs::read(p)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::*;
@@ -29,7 +29,13 @@ struct Wanted {
     partitions: Vec<(i32, i64, i32, Result<Arc<Partition>, ResponseError>)>,
 }
 
-fn read_all(state: &BrokerState, wanted: &[Wanted], max_bytes: usize, version: i16, follower: bool) -> (Vec<FetchableTopicResponse>, usize) {
+/// The last stable offset of a partition: the high watermark, or the first offset of the
+/// oldest open transaction when that is lower.
+pub(crate) fn last_stable_offset(log: &crate::log::PartitionLog, hw: i64) -> i64 {
+    log.first_unstable_offset().map_or(hw, |f| f.min(hw))
+}
+
+fn read_all(state: &BrokerState, wanted: &[Wanted], max_bytes: usize, version: i16, follower: bool, read_committed: bool) -> (Vec<FetchableTopicResponse>, usize) {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(wanted.len());
     let fetch_cap = state.config.int("fetch.max.bytes") as usize;
@@ -59,9 +65,14 @@ fn read_all(state: &BrokerState, wanted: &[Wanted], max_bytes: usize, version: i
             };
             let log = partition.log.lock().expect("log lock");
             let (start, end, hw) = (log.log_start_offset(), log.log_end_offset(), partition.high_watermark());
-            let limit = if follower { end } else { hw };
+            let lso = last_stable_offset(&log, hw);
+            let limit = match (follower, read_committed) {
+                (true, _) => end,
+                (false, true) => lso,
+                (false, false) => hw,
+            };
             p.high_watermark = hw;
-            p.last_stable_offset = hw;
+            p.last_stable_offset = lso;
             if version >= 5 {
                 p.log_start_offset = start;
             }
@@ -74,6 +85,20 @@ fn read_all(state: &BrokerState, wanted: &[Wanted], max_bytes: usize, version: i
                     Ok(bytes) => {
                         total += bytes.len();
                         p.records = Some(Bytes::from(bytes));
+                        if read_committed {
+                            let aborted = log.aborted_between(*offset, limit);
+                            p.aborted_transactions = Some(
+                                aborted
+                                    .into_iter()
+                                    .map(|a| {
+                                        let mut t = AbortedTransaction::default();
+                                        t.producer_id = ProducerId(a.producer_id);
+                                        t.first_offset = a.first_offset;
+                                        t
+                                    })
+                                    .collect(),
+                            );
+                        }
                     }
                     Err(e) => {
                         tracing::error!(partition = %partition.name(), "read failed: {e}");
@@ -83,6 +108,9 @@ fn read_all(state: &BrokerState, wanted: &[Wanted], max_bytes: usize, version: i
             }
             if p.records.is_none() {
                 p.records = Some(Bytes::new());
+            }
+            if read_committed && p.aborted_transactions.is_none() {
+                p.aborted_transactions = Some(Vec::new());
             }
             t.partitions.push(p);
         }
@@ -98,6 +126,7 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
     appends.borrow_and_update();
     let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
     let follower = replica_id >= 0;
+    let read_committed = !follower && req.isolation_level == 1;
     let image = state.image();
     let now = Instant::now();
     let mut wanted = Vec::with_capacity(req.topics.len());
@@ -131,7 +160,7 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut resp = FetchResponse::default();
     loop {
-        let (topics, total) = read_all(state, &wanted, max_bytes, version, follower);
+        let (topics, total) = read_all(state, &wanted, max_bytes, version, follower, read_committed);
         let has_error = topics.iter().flat_map(|t| &t.partitions).any(|p| p.error_code != 0);
         if total >= min_bytes || has_error || tokio::time::Instant::now() >= deadline {
             resp.responses = topics;
@@ -139,7 +168,7 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
         }
         if tokio::time::timeout_at(deadline, appends.changed()).await.is_err() {
             // Timed out: answer with what is there now.
-            resp.responses = read_all(state, &wanted, max_bytes, version, follower).0;
+            resp.responses = read_all(state, &wanted, max_bytes, version, follower, read_committed).0;
             return resp;
         }
     }
@@ -151,9 +180,11 @@ fn exact_offset_for_timestamp(batch: Vec<u8>, ts: i64) -> Option<(i64, i64)> {
     set.records.iter().find(|r| r.timestamp >= ts).map(|r| (r.offset, r.timestamp))
 }
 
-/// Handles ListOffsets on the leader: earliest (-2), latest (-1, the high watermark), max
-/// timestamp (-3), earliest local (-4) or the first offset at or after a timestamp.
+/// Handles ListOffsets on the leader: earliest (-2), latest (-1, the high watermark, or the
+/// last stable offset under read_committed), max timestamp (-3), earliest local (-4) or
+/// the first offset at or after a timestamp.
 pub fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let read_committed = version >= 2 && req.isolation_level == 1;
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
         let mut tr = ListOffsetsTopicResponse::default();
@@ -176,6 +207,7 @@ pub fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version: i16) 
                 let r = partition.replica.lock().expect("replica lock");
                 (r.hw, r.leader_epoch)
             };
+            let hw = if read_committed { last_stable_offset(&log, hw) } else { hw };
             let found: std::io::Result<Option<(i64, i64)>> = match p.timestamp {
                 -2 | -4 => Ok(Some((log.log_start_offset(), -1))),
                 -1 => Ok(Some((hw, -1))),

@@ -15,28 +15,31 @@ use kafka_protocol::ResponseError;
 
 use super::{code, sb, Connection};
 use crate::group::{offsets_partition, JoinRequest, State};
-use crate::topics::OFFSETS_TOPIC;
+use crate::topics::{OFFSETS_TOPIC, TXN_TOPIC};
 use crate::server::BrokerState;
 
 fn opt(s: &Option<StrBytes>) -> Option<&str> {
     s.as_deref()
 }
 
-/// The broker that coordinates `group`: the leader of its `__consumer_offsets` partition
+/// The broker that coordinates a group (`txn` false) or transactional id (`txn` true):
+/// the leader of the key's partition of `__consumer_offsets` or `__transaction_state`
 /// (created on first use, as Kafka does).
-async fn coordinator_of(state: &BrokerState, group: &str) -> Result<(i32, String, i32), (ResponseError, String)> {
-    state.ensure_offsets_topic().await.map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message))?;
+async fn coordinator_of(state: &BrokerState, key: &str, txn: bool) -> Result<(i32, String, i32), (ResponseError, String)> {
+    let created = if txn { state.ensure_txn_topic().await } else { state.ensure_offsets_topic().await };
+    created.map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message))?;
+    let name = if txn { TXN_TOPIC } else { OFFSETS_TOPIC };
     let image = state.image();
-    let topic = image.topic(OFFSETS_TOPIC).ok_or((ResponseError::CoordinatorNotAvailable, format!("{OFFSETS_TOPIC} is not created yet")))?;
-    let index = offsets_partition(group, topic.partitions.len() as i32);
+    let topic = image.topic(name).ok_or((ResponseError::CoordinatorNotAvailable, format!("{name} is not created yet")))?;
+    let index = offsets_partition(key, topic.partitions.len() as i32);
     let leader = topic.partitions[index as usize].leader;
     match image.brokers.get(&leader).filter(|b| !b.fenced) {
         Some(b) => Ok((b.id, b.host.clone(), b.port)),
-        None => Err((ResponseError::CoordinatorNotAvailable, format!("{OFFSETS_TOPIC}-{index} has no leader right now"))),
+        None => Err((ResponseError::CoordinatorNotAvailable, format!("{name}-{index} has no leader right now"))),
     }
 }
 
-/// Handles FindCoordinator for groups; transactions are not served yet.
+/// Handles FindCoordinator for groups (key type 0) and transactional ids (key type 1).
 pub async fn find_coordinator(state: &BrokerState, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let mut resp = FindCoordinatorResponse::default();
     let key_type = if version >= 1 { req.key_type } else { 0 };
@@ -44,8 +47,8 @@ pub async fn find_coordinator(state: &BrokerState, req: FindCoordinatorRequest, 
     let mut answers = Vec::new();
     for k in &keys {
         answers.push(match key_type {
-            0 => coordinator_of(state, k).await,
-            1 => Err((ResponseError::CoordinatorNotAvailable, "transactions are not supported yet".to_string())),
+            0 => coordinator_of(state, k, false).await,
+            1 => coordinator_of(state, k, true).await,
             _ => Err((ResponseError::InvalidRequest, "unknown coordinator key type".to_string())),
         });
     }

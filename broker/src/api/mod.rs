@@ -13,6 +13,7 @@ mod metadata;
 mod offsets;
 mod produce;
 mod producer_id;
+mod txn;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,8 +69,9 @@ pub struct Connection {
 }
 
 /// The API versions this broker serves. Only implemented versions are advertised:
-/// Produce stops at 11 (12+ means transactions v2, KIP-890), Fetch at 16, and APIs that
-/// address topics by id only from a version this broker resolves ids for.
+/// Produce stops at 11 and the transaction APIs at their pre-KIP-890 versions
+/// (transactions v1), Fetch at 16, and APIs that address topics by id only from a version
+/// this broker resolves ids for.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
@@ -97,6 +99,14 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 /// Supported version range of an API, if it is served at all.
@@ -195,6 +205,14 @@ requests! {
     OffsetFetch => OffsetFetchRequest,
     OffsetDelete => OffsetDeleteRequest,
     InitProducerId => InitProducerIdRequest,
+    AddPartitionsToTxn => AddPartitionsToTxnRequest,
+    AddOffsetsToTxn => AddOffsetsToTxnRequest,
+    EndTxn => EndTxnRequest,
+    WriteTxnMarkers => WriteTxnMarkersRequest,
+    TxnOffsetCommit => TxnOffsetCommitRequest,
+    DescribeProducers => DescribeProducersRequest,
+    DescribeTransactions => DescribeTransactionsRequest,
+    ListTransactions => ListTransactionsRequest,
 }
 
 /// A request decoded from one frame body, ready to execute.
@@ -278,6 +296,14 @@ pub async fn handle(state: &Arc<BrokerState>, conn: &Connection, body: Bytes) ->
         Request::OffsetFetch(r) => encode(key, v, cid, &offsets::offset_fetch(state, r, v)),
         Request::OffsetDelete(r) => encode(key, v, cid, &offsets::offset_delete(state, r)),
         Request::InitProducerId(r) => encode(key, v, cid, &producer_id::init_producer_id(state, r).await),
+        Request::AddPartitionsToTxn(r) => encode(key, v, cid, &txn::add_partitions_to_txn(state, r).await),
+        Request::AddOffsetsToTxn(r) => encode(key, v, cid, &txn::add_offsets_to_txn(state, r).await),
+        Request::EndTxn(r) => encode(key, v, cid, &txn::end_txn(state, r).await),
+        Request::WriteTxnMarkers(r) => encode(key, v, cid, &txn::write_txn_markers(state, r).await),
+        Request::TxnOffsetCommit(r) => encode(key, v, cid, &txn::txn_offset_commit(state, r, v).await),
+        Request::DescribeProducers(r) => encode(key, v, cid, &txn::describe_producers(state, r)),
+        Request::DescribeTransactions(r) => encode(key, v, cid, &txn::describe_transactions(state, r)),
+        Request::ListTransactions(r) => encode(key, v, cid, &txn::list_transactions(state, r)),
     }
 }
 

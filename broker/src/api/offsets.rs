@@ -83,7 +83,14 @@ fn lookup(state: &BrokerState, group: &str, wanted: Option<Vec<TopicPartition>>)
     by_topic
 }
 
-/// Handles OffsetFetch. Partitions without a commit answer offset -1, as Kafka does.
+/// With `require_stable`, whether an open transaction holds offsets of this partition.
+fn unstable(state: &BrokerState, require_stable: bool, group: &str, topic: &str, partition: i32) -> bool {
+    require_stable && state.groups.has_pending(group, &(topic.to_string(), partition))
+}
+
+/// Handles OffsetFetch. Partitions without a commit answer offset -1, as Kafka does; with
+/// `require_stable` (v7+), partitions with offsets pending in an open transaction answer
+/// UNSTABLE_OFFSET_COMMIT (the client retries).
 pub fn offset_fetch(state: &BrokerState, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     let mut resp = OffsetFetchResponse::default();
     if version >= 8 {
@@ -100,12 +107,18 @@ pub fn offset_fetch(state: &BrokerState, req: OffsetFetchRequest, version: i16) 
                 .into_iter()
                 .map(|(name, parts)| {
                     let mut tr = OffsetFetchResponseTopics::default();
-                    tr.name = TopicName(sb(name));
+                    tr.name = TopicName(sb(name.clone()));
                     tr.partitions = parts
                         .into_iter()
                         .map(|(p, o)| {
                             let mut pr = OffsetFetchResponsePartitions::default();
                             pr.partition_index = p;
+                            if unstable(state, req.require_stable, &g.group_id, &name, p) {
+                                pr.error_code = ResponseError::UnstableOffsetCommit.code();
+                                pr.committed_offset = -1;
+                                pr.committed_leader_epoch = -1;
+                                return pr;
+                            }
                             pr.committed_offset = o.as_ref().map(|o| o.offset).unwrap_or(-1);
                             pr.committed_leader_epoch = o.as_ref().map(|o| o.leader_epoch).unwrap_or(-1);
                             pr.metadata = Some(sb(o.map(|o| o.metadata).unwrap_or_default()));
@@ -143,12 +156,17 @@ pub fn offset_fetch(state: &BrokerState, req: OffsetFetchRequest, version: i16) 
         .into_iter()
         .map(|(name, parts)| {
             let mut tr = OffsetFetchResponseTopic::default();
-            tr.name = TopicName(sb(name));
+            tr.name = TopicName(sb(name.clone()));
             tr.partitions = parts
                 .into_iter()
                 .map(|(p, o)| {
                     let mut pr = OffsetFetchResponsePartition::default();
                     pr.partition_index = p;
+                    if unstable(state, version >= 7 && req.require_stable, &req.group_id, &name, p) {
+                        pr.error_code = ResponseError::UnstableOffsetCommit.code();
+                        pr.committed_offset = -1;
+                        return pr;
+                    }
                     pr.committed_offset = o.as_ref().map(|o| o.offset).unwrap_or(-1);
                     if version >= 5 {
                         pr.committed_leader_epoch = o.as_ref().map(|o| o.leader_epoch).unwrap_or(-1);

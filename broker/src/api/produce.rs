@@ -58,9 +58,6 @@ fn append_one(state: &BrokerState, name: &str, idx: i32, acks: i16, records: Opt
         if h.total_len() > max {
             return Err((ResponseError::MessageTooLarge, format!("{name}-{idx}: a record batch of {} bytes exceeds max.message.bytes ({max})", h.total_len())));
         }
-        if h.is_transactional() {
-            return Err((ResponseError::InvalidTxnState, "transactional producers are not supported yet".to_string()));
-        }
         if h.is_control() {
             return Err((ResponseError::InvalidRecord, "clients cannot produce control batches".to_string()));
         }
@@ -91,7 +88,7 @@ fn append_one(state: &BrokerState, name: &str, idx: i32, acks: i16, records: Opt
         Err(e) => {
             let code = match e {
                 SeqError::UnknownProducerId => ResponseError::UnknownProducerId,
-                SeqError::InvalidEpoch => ResponseError::InvalidProducerEpoch,
+                SeqError::InvalidEpoch => ResponseError::InvalidProducerEpoch, // fenced by a newer epoch
                 SeqError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
             };
             return Err((code, format!("{name}-{idx}: {e}")));

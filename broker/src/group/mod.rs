@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use kafka_protocol::ResponseError;
-use samsa_client::wire::batch::{encode_plain, validate_produced, PlainRecord};
+use samsa_client::wire::batch::{encode_plain, PlainRecord};
 
 pub use state::{Group, JoinRequest, JoinResult, Reply, State, SyncResult};
 
@@ -49,6 +49,10 @@ pub struct Coordinator {
     /// receivers instead.
     groups: Mutex<HashMap<String, Group>>,
     offsets: Mutex<HashMap<String, BTreeMap<TopicPartition, CommittedOffset>>>,
+    /// Offsets committed inside open transactions (TxnOffsetCommit): group -> producer id ->
+    /// offsets; they become committed offsets when the COMMIT marker reaches the group's
+    /// offsets partition, and vanish on ABORT.
+    pending: Mutex<HashMap<String, HashMap<i64, BTreeMap<TopicPartition, CommittedOffset>>>>,
     initial_delay: Duration,
     min_session: Duration,
     max_session: Duration,
@@ -136,6 +140,7 @@ impl Coordinator {
             topics,
             groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),
         }
     }
@@ -160,6 +165,7 @@ impl Coordinator {
     /// partitions `__consumer_offsets` has).
     pub fn load_partition(&self, p: &Arc<Partition>, count: i32) {
         let mut found: HashMap<String, BTreeMap<TopicPartition, CommittedOffset>> = HashMap::new();
+        let mut pending: HashMap<String, HashMap<i64, BTreeMap<TopicPartition, CommittedOffset>>> = HashMap::new();
         let result = (|| -> std::io::Result<usize> {
             let log = p.log.lock().expect("log lock");
             let mut next = log.log_start_offset();
@@ -177,8 +183,23 @@ impl Coordinator {
                         continue;
                     }
                     next = r.offset + 1;
+                    if r.control {
+                        // A transaction marker: the producer's pending offsets land or vanish.
+                        let commit = r.key.as_ref().is_some_and(|k| k.len() >= 4 && k[3] == 1);
+                        for (group, by_producer) in pending.iter_mut() {
+                            if let Some(offsets) = by_producer.remove(&r.producer_id) {
+                                if commit {
+                                    found.entry(group.clone()).or_default().extend(offsets);
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     let Some((group, t, part)) = r.key.and_then(decode_key) else { continue };
                     match r.value.and_then(decode_value) {
+                        Some(v) if r.transactional => {
+                            pending.entry(group).or_default().entry(r.producer_id).or_default().insert((t, part), v);
+                        }
                         Some(v) => {
                             found.entry(group).or_default().insert((t, part), v);
                             loaded += 1;
@@ -196,14 +217,85 @@ impl Coordinator {
         match result {
             Ok(records) => {
                 found.retain(|_, m| !m.is_empty());
+                pending.retain(|_, m| !m.is_empty());
                 tracing::debug!(partition = p.index, groups = found.len(), records, "coordinating the groups of {OFFSETS_TOPIC}-{}", p.index);
                 let mut offsets = self.offsets.lock().expect("offsets lock");
                 offsets.retain(|g, _| offsets_partition(g, count) != p.index);
                 offsets.extend(found);
+                let mut all_pending = self.pending.lock().expect("pending lock");
+                all_pending.retain(|g, _| offsets_partition(g, count) != p.index);
+                all_pending.extend(pending);
                 self.loaded.lock().expect("loaded lock").insert(p.index, (count, p.clone()));
             }
             Err(e) => tracing::error!(partition = p.index, "cannot load committed offsets: {e}"),
         }
+    }
+
+    /// Stores offsets committed inside a transaction (TxnOffsetCommit): written to the
+    /// group's offsets partition as part of the producer's transaction, and pending until
+    /// its marker arrives.
+    pub async fn txn_commit(&self, group_id: &str, producer_id: i64, producer_epoch: i16, offsets: Vec<(TopicPartition, CommittedOffset)>) -> std::result::Result<(), ResponseError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let partition = self.owner(group_id)?;
+        let now = now_ms();
+        let records: Vec<Record> = offsets
+            .iter()
+            .enumerate()
+            .map(|(i, ((t, p), o))| Record {
+                transactional: true,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id,
+                producer_epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32,
+                timestamp: now,
+                key: Some(offset_key(group_id, t, *p)),
+                value: Some(offset_value(o)),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).map_err(|_| ResponseError::UnknownServerError)?;
+        let (end, epoch) = {
+            let mut pending = self.pending.lock().expect("pending lock");
+            let written = self.topics.append_as_leader(&partition, buf.to_vec()).map_err(|e| match e {
+                ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                other => other,
+            })?;
+            pending.entry(group_id.to_string()).or_default().entry(producer_id).or_default().extend(offsets);
+            written
+        };
+        self.topics.wait_replicated(&partition, end, epoch, COMMIT_TIMEOUT, None).await.map_err(|e| match e {
+            ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+            other => other,
+        })
+    }
+
+    /// A transaction marker for `producer_id` reached offsets partition `index`: its
+    /// pending offsets there become committed (or are dropped on abort).
+    pub fn complete_txn(&self, index: i32, producer_id: i64, commit: bool) {
+        let Some(count) = self.loaded.lock().expect("loaded lock").get(&index).map(|(c, _)| *c) else { return };
+        let mut pending = self.pending.lock().expect("pending lock");
+        let mut offsets = self.offsets.lock().expect("offsets lock");
+        for (group, by_producer) in pending.iter_mut().filter(|(g, _)| offsets_partition(g, count) == index) {
+            if let Some(done) = by_producer.remove(&producer_id) {
+                if commit {
+                    offsets.entry(group.clone()).or_default().extend(done);
+                }
+            }
+        }
+        pending.retain(|_, m| !m.is_empty());
+    }
+
+    /// Whether a transaction still holds uncommitted offsets of this group for `tp`
+    /// (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_pending(&self, group_id: &str, tp: &TopicPartition) -> bool {
+        self.pending.lock().expect("pending lock").get(group_id).is_some_and(|m| m.values().any(|o| o.contains_key(tp)))
     }
 
     /// Forgets the groups of an offsets partition this broker no longer leads; their
@@ -211,6 +303,7 @@ impl Coordinator {
     pub fn unload_partition(&self, index: i32) {
         let Some((count, _)) = self.loaded.lock().expect("loaded lock").remove(&index) else { return };
         self.offsets.lock().expect("offsets lock").retain(|g, _| offsets_partition(g, count) != index);
+        self.pending.lock().expect("pending lock").retain(|g, _| offsets_partition(g, count) != index);
         let mut groups = self.groups.lock().expect("groups lock");
         let gone: Vec<String> = groups.keys().filter(|g| offsets_partition(g, count) == index).cloned().collect();
         for g in gone {
@@ -230,25 +323,12 @@ impl Coordinator {
         let partition = self.owner(group)?;
         let now = now_ms();
         let plain: Vec<PlainRecord> = records.into_iter().map(|(k, v)| (Some(k), v, now)).collect();
-        let mut bytes = encode_plain(&plain, Compression::None).map_err(|_| ResponseError::UnknownServerError)?;
-        let headers: Vec<_> = validate_produced(&bytes).map_err(|_| ResponseError::UnknownServerError)?.into_iter().map(|(h, _)| h).collect();
-        let mut log = partition.log.lock().expect("log lock");
-        let epoch = {
-            let r = partition.replica.lock().expect("replica lock");
-            if !r.is_leader() {
-                return Err(ResponseError::NotCoordinator);
-            }
-            r.leader_epoch
-        };
-        let info = log.append(&mut bytes, &headers, epoch, now).map_err(|e| {
-            tracing::error!(group, "cannot write offsets: {e}");
-            ResponseError::KafkaStorageError
+        let bytes = encode_plain(&plain, Compression::None).map_err(|_| ResponseError::UnknownServerError)?;
+        let (end, epoch) = self.topics.append_as_leader(&partition, bytes).map_err(|e| match e {
+            ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+            other => other,
         })?;
-        let leo = log.log_end_offset();
-        drop(log);
-        partition.replica.lock().expect("replica lock").advance_hw(leo);
-        self.topics.notify_append();
-        Ok(Some((partition, info.last_offset + 1, epoch)))
+        Ok(Some((partition, end, epoch)))
     }
 
     fn with_group<T>(&self, id: &str, create: bool, f: impl FnOnce(&mut Group) -> T) -> Option<T> {

@@ -18,8 +18,8 @@ pub mod partition;
 pub mod producers;
 pub mod segment;
 
-pub use partition::{AppendInfo, PartitionLog, ReplicaAppendError};
-pub use producers::{ProducerState, SeqCheck, SeqError};
+pub use partition::{AppendInfo, MarkerAppendError, PartitionLog, ReplicaAppendError};
+pub use producers::{AbortedTxn, Marker, MarkerError, ProducerState, SeqCheck, SeqError};
 
 #[cfg(test)]
 mod tests {

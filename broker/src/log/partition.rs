@@ -10,7 +10,7 @@ use samsa_client::wire::batch::{self, BatchError, BatchHeader};
 use tracing::{info, warn};
 
 use super::epochs::EpochCache;
-use super::producers::{ProducerState, SeqCheck, SeqError};
+use super::producers::{encode_marker, parse_marker, AbortedTxn, Marker, MarkerError, ProducerState, SeqCheck, SeqError};
 use super::segment::{file_name, Recovery, Segment};
 use crate::config::LogConfig;
 
@@ -36,6 +36,17 @@ pub enum ReplicaAppendError {
     /// The bytes are not batches that continue this log.
     #[error("invalid replicated batches: {0}")]
     Invalid(String),
+}
+
+/// Why a transaction marker was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum MarkerAppendError {
+    /// The marker is stale.
+    #[error(transparent)]
+    Refused(#[from] MarkerError),
+    /// The disk failed.
+    #[error("marker append failed: {0}")]
+    Io(#[from] io::Error),
 }
 
 /// One partition's durable log.
@@ -109,13 +120,15 @@ impl PartitionLog {
             self.epochs.clear();
         }
         for seg in self.segments.values() {
-            for (_, h) in seg.batches()? {
+            for (pos, h) in seg.batches()? {
                 if epochs {
                     self.epochs.assign(h.partition_leader_epoch, h.base_offset);
                 }
-                self.producers.record(&h);
+                let marker = if h.is_control() && h.producer_id >= 0 { parse_marker(&seg.read_at(pos, h.total_len())?) } else { None };
+                self.producers.record(&h, marker);
             }
         }
+        self.producers.prune_aborted(self.log_start_offset);
         Ok(())
     }
 
@@ -198,6 +211,35 @@ impl PartitionLog {
         self.producers.len()
     }
 
+    /// The producer state (open transactions, aborted index, per-producer facts).
+    pub fn producers(&self) -> &ProducerState {
+        &self.producers
+    }
+
+    /// First offset of the oldest open transaction, if any.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers.first_unstable_offset()
+    }
+
+    /// Aborted transactions overlapping `[from, to)`.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.producers.aborted_between(from, to)
+    }
+
+    /// Forgets producers idle since before `horizon` without an open transaction.
+    pub fn expire_producers(&mut self, horizon: i64) -> usize {
+        self.producers.expire(horizon)
+    }
+
+    /// Appends a transaction marker for `producer_id` as leader in `leader_epoch`, after
+    /// checking it against the producer's epoch and the coordinator epoch.
+    pub fn append_marker(&mut self, producer_id: i64, producer_epoch: i16, marker: Marker, leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, MarkerAppendError> {
+        self.producers.check_marker(producer_id, producer_epoch, marker.coordinator_epoch)?;
+        let mut bytes = encode_marker(producer_id, producer_epoch, marker, now_ms);
+        let header = batch::check_batch(&bytes).map_err(|e| MarkerAppendError::Io(io::Error::other(e.to_string())))?;
+        Ok(self.append(&mut bytes, &[header], leader_epoch, now_ms)?)
+    }
+
     /// Appends validated producer batches (`headers` describe `bytes` in order) as leader in
     /// `leader_epoch`, assigning offsets from the log end offset. Rolls the active segment
     /// by size or age first. Sequence checks are the caller's ([`Self::check_producer`]).
@@ -273,9 +315,13 @@ impl PartitionLog {
         let interval = self.config.index_interval_bytes;
         let active = self.segments.values_mut().next_back().expect("active segment");
         active.append(bytes, headers, interval, now_ms)?;
+        let mut pos = 0;
         for h in headers {
+            let len = h.total_len();
+            let marker = if h.is_control() && h.producer_id >= 0 { parse_marker(&bytes[pos..pos + len]) } else { None };
+            pos += len;
             self.epochs.assign(h.partition_leader_epoch, h.base_offset);
-            self.producers.record(h);
+            self.producers.record(h, marker);
             self.unflushed_records += i64::from(h.last_offset_delta) + 1;
         }
         if self.unflushed_records >= self.config.flush_messages {
@@ -406,6 +452,7 @@ impl PartitionLog {
             self.log_start_offset = offset;
             self.write_log_start()?;
             self.delete_segments_below_start()?;
+            self.producers.prune_aborted(self.log_start_offset);
         }
         Ok(self.log_start_offset)
     }
@@ -465,6 +512,9 @@ impl PartitionLog {
             let first = *self.segments.keys().next().expect("active remains");
             self.log_start_offset = self.log_start_offset.max(next).max(first);
             self.write_log_start()?;
+        }
+        if deleted > 0 {
+            self.producers.prune_aborted(self.log_start_offset);
         }
         Ok(deleted)
     }

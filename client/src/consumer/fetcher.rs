@@ -1,6 +1,8 @@
 //! The fetcher task: finds starting positions, keeps one Fetch in flight per leader for
 //! partitions whose buffer is empty (so prefetch is bounded by one response per
-//! partition), and decodes record batches into per-partition buffers.
+//! partition), and decodes record batches into per-partition buffers: transaction markers
+//! never reach the application, and under read_committed neither do records of aborted
+//! transactions (the broker stops such fetches at the last stable offset).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
@@ -15,7 +17,7 @@ use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 use kafka_protocol::ResponseError;
 use tokio::task::JoinSet;
 
-use super::config::OffsetReset;
+use super::config::{IsolationLevel, OffsetReset};
 use super::offsets::{self, OffsetSpec};
 use super::{group, ConsumerRecord, Inner, TopicPartition};
 use crate::error::{Error, Result};
@@ -206,6 +208,7 @@ async fn fetch(inner: &Arc<Inner>, leader: i32, parts: Vec<(TopicPartition, i64,
             return;
         }
     };
+    let read_committed = config.isolation_level == IsolationLevel::ReadCommitted;
     let mut decoded: Vec<(TopicPartition, i64, Result<Fetched, ResponseError>)> = Vec::new();
     let mut stale_metadata = false;
     for t in response.responses {
@@ -213,7 +216,10 @@ async fn fetch(inner: &Arc<Inner>, leader: i32, parts: Vec<(TopicPartition, i64,
             let tp = TopicPartition::new(t.topic.0.to_string(), p.partition_index);
             let Some(&(offset, _)) = requested.get(&tp) else { continue };
             let outcome = match ResponseError::try_from_code(p.error_code) {
-                None => Ok(decode(&tp, offset, p.records, p.aborted_transactions.unwrap_or_default().iter().map(|a| (a.producer_id.0, a.first_offset)).collect())),
+                None => {
+                    let aborted: Vec<(i64, i64)> = p.aborted_transactions.unwrap_or_default().iter().map(|a| (a.producer_id.0, a.first_offset)).collect();
+                    Ok(decode(&tp, offset, p.records, read_committed.then_some(aborted)))
+                }
                 Some(e) => {
                     stale_metadata |= matches!(
                         e,
@@ -278,15 +284,39 @@ fn release<'a>(inner: &Inner, tps: impl Iterator<Item = &'a TopicPartition>) {
     }
 }
 
-/// Decodes the complete batches in `records`, skipping control batches, records before
-/// `from`, and (read_committed) batches of aborted transactions.
-fn decode(tp: &TopicPartition, from: i64, records: Option<Bytes>, aborted: Vec<(i64, i64)>) -> Fetched {
+/// The control record type of a transaction marker (the key is version i16, type i16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    Abort,
+    Commit,
+    Other,
+}
+
+/// Reads the marker type of a control batch (its one record's key).
+fn marker(batch: &Bytes) -> Marker {
+    let mut buf = batch.clone();
+    let key = RecordBatchDecoder::decode(&mut buf).ok().and_then(|set| set.records.into_iter().next()).and_then(|r| r.key);
+    match key.as_deref() {
+        Some([_, _, 0, 0, ..]) => Marker::Abort,
+        Some([_, _, 0, 1, ..]) => Marker::Commit,
+        _ => Marker::Other,
+    }
+}
+
+/// Decodes the complete batches in `records`, skipping control batches and records before
+/// `from`. With `aborted` (read_committed: the response's aborted transactions as
+/// `(producer_id, first_offset)`), batches of aborted transactions are dropped as Java's
+/// `CompletedFetch` does: walking batches in order, a producer becomes aborted once a
+/// batch reaches its transaction's first offset, its transactional batches are skipped,
+/// and its ABORT marker ends that.
+fn decode(tp: &TopicPartition, from: i64, records: Option<Bytes>, aborted: Option<Vec<(i64, i64)>>) -> Fetched {
     let mut out = Fetched { records: Vec::new(), next_offset: None };
     let Some(bytes) = records else { return out };
-    let mut aborted: Vec<(i64, i64)> = aborted;
+    let read_committed = aborted.is_some();
+    let mut aborted: Vec<(i64, i64)> = aborted.unwrap_or_default();
     aborted.sort_by_key(|(_, first)| *first);
     let mut aborted = aborted.into_iter().peekable();
-    let mut active_aborted: HashSet<i64> = HashSet::new();
+    let mut aborted_producers: HashSet<i64> = HashSet::new();
     let mut pos = 0usize;
     while pos < bytes.len() {
         let Ok(header) = BatchHeader::parse(&bytes[pos..]) else { break };
@@ -297,17 +327,21 @@ fn decode(tp: &TopicPartition, from: i64, records: Option<Bytes>, aborted: Vec<(
         let batch = bytes.slice(pos..pos + len);
         pos += len;
         out.next_offset = Some(header.last_offset() + 1);
-        while let Some(&(pid, _)) = aborted.peek().filter(|(_, first)| *first <= header.last_offset()) {
-            active_aborted.insert(pid);
-            aborted.next();
+        if read_committed && header.producer_id >= 0 {
+            while let Some(&(pid, _)) = aborted.peek().filter(|(_, first)| *first <= header.last_offset()) {
+                aborted_producers.insert(pid);
+                aborted.next();
+            }
+            if header.is_control() {
+                if marker(&batch) == Marker::Abort {
+                    aborted_producers.remove(&header.producer_id);
+                }
+            } else if header.is_transactional() && aborted_producers.contains(&header.producer_id) {
+                continue;
+            }
         }
         if header.is_control() {
-            // An abort or commit marker ends that producer's transaction.
-            active_aborted.remove(&header.producer_id);
-            continue;
-        }
-        if header.is_transactional() && active_aborted.contains(&header.producer_id) {
-            continue;
+            continue; // transaction markers are never the application's
         }
         let mut buf = batch;
         let set = match RecordBatchDecoder::decode(&mut buf) {
@@ -334,4 +368,134 @@ fn decode(tp: &TopicPartition, from: i64, records: Option<Bytes>, aborted: Vec<(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+
+    use super::*;
+
+    /// A v2 batch at `base` of `n` records of producer `pid` (-1: none), transactional or
+    /// not; values are the offsets.
+    fn batch(out: &mut BytesMut, base: i64, n: i64, pid: i64, transactional: bool) {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: pid,
+                producer_epoch: if pid >= 0 { 0 } else { -1 },
+                timestamp_type: TimestampType::Creation,
+                offset: base + i,
+                sequence: if pid >= 0 { (base + i) as i32 } else { -1 },
+                timestamp: 1,
+                key: None,
+                value: Some(Bytes::from((base + i).to_string())),
+                headers: Default::default(),
+            })
+            .collect();
+        RecordBatchEncoder::encode(out, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    }
+
+    /// A transaction marker at `offset` for `pid`: type 0 aborts, 1 commits.
+    fn marker_batch(out: &mut BytesMut, offset: i64, pid: i64, kind: i16) {
+        let mut key = BytesMut::new();
+        key.put_i16(0);
+        key.put_i16(kind);
+        let mut value = BytesMut::new();
+        value.put_i16(0);
+        value.put_i32(0);
+        let record = Record {
+            transactional: true,
+            control: true,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: -1,
+            timestamp: 1,
+            key: Some(key.freeze()),
+            value: Some(value.freeze()),
+            headers: Default::default(),
+        };
+        RecordBatchEncoder::encode(out, [&record], &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    }
+
+    fn offsets(f: &Fetched) -> Vec<i64> {
+        f.records.iter().map(|r| r.offset).collect()
+    }
+
+    /// 0-1 plain; 2-3 pid 1 (aborted); 4-5 pid 2 (committed); 6 pid 1 ABORT; 7 pid 2
+    /// COMMIT; 8-9 pid 1 again (a later transaction, committed); 10 pid 1 COMMIT.
+    fn log() -> Bytes {
+        let mut b = BytesMut::new();
+        batch(&mut b, 0, 2, -1, false);
+        batch(&mut b, 2, 2, 1, true);
+        batch(&mut b, 4, 2, 2, true);
+        marker_batch(&mut b, 6, 1, 0);
+        marker_batch(&mut b, 7, 2, 1);
+        batch(&mut b, 8, 2, 1, true);
+        marker_batch(&mut b, 10, 1, 1);
+        b.freeze()
+    }
+
+    #[test]
+    fn markers_are_read_from_control_batches() {
+        let mut b = BytesMut::new();
+        marker_batch(&mut b, 0, 1, 0);
+        assert_eq!(marker(&b.split().freeze()), Marker::Abort);
+        marker_batch(&mut b, 0, 1, 1);
+        assert_eq!(marker(&b.freeze()), Marker::Commit);
+    }
+
+    #[test]
+    fn read_uncommitted_returns_everything_but_markers() {
+        let tp = TopicPartition::new("t", 0);
+        let f = decode(&tp, 0, Some(log()), None);
+        assert_eq!(offsets(&f), vec![0, 1, 2, 3, 4, 5, 8, 9]);
+        assert_eq!(f.next_offset, Some(11));
+    }
+
+    #[test]
+    fn read_committed_drops_aborted_transactions() {
+        let tp = TopicPartition::new("t", 0);
+        let f = decode(&tp, 0, Some(log()), Some(vec![(1, 2)]));
+        assert_eq!(offsets(&f), vec![0, 1, 4, 5, 8, 9], "pid 1's later transaction is not aborted");
+        assert_eq!(f.next_offset, Some(11));
+        // Unsorted input, and a fetch that starts inside the log.
+        let f = decode(&tp, 3, Some(log()), Some(vec![(2, 100), (1, 2)]));
+        assert_eq!(offsets(&f), vec![4, 5, 8, 9]);
+    }
+
+    #[test]
+    fn an_aborted_transaction_without_its_marker_in_this_fetch_stays_aborted() {
+        let tp = TopicPartition::new("t", 0);
+        let mut b = BytesMut::new();
+        batch(&mut b, 0, 2, 1, true);
+        batch(&mut b, 2, 2, 2, true);
+        batch(&mut b, 4, 2, 1, true);
+        let f = decode(&tp, 0, Some(b.freeze()), Some(vec![(1, 0)]));
+        assert_eq!(offsets(&f), vec![2, 3]);
+        assert_eq!(f.next_offset, Some(6), "skipped batches still advance the position");
+    }
+
+    #[test]
+    fn a_commit_marker_does_not_end_an_abort() {
+        // pid 1 aborts a transaction starting at 2; a COMMIT marker of another producer in
+        // between changes nothing for it.
+        let tp = TopicPartition::new("t", 0);
+        let mut b = BytesMut::new();
+        batch(&mut b, 2, 1, 1, true);
+        marker_batch(&mut b, 3, 2, 1);
+        batch(&mut b, 4, 1, 1, true);
+        marker_batch(&mut b, 5, 1, 0);
+        batch(&mut b, 6, 1, 3, false);
+        let f = decode(&tp, 0, Some(b.freeze()), Some(vec![(1, 2)]));
+        assert_eq!(offsets(&f), vec![6]);
+    }
 }

@@ -29,29 +29,12 @@ fn group_id(inner: &Inner) -> Result<&str> {
 
 /// The group coordinator's connection (cached node id).
 pub(crate) async fn coordinator(inner: &Inner) -> Result<Arc<Connection>> {
-    let group = group_id(inner)?;
-    let cached = *inner.coordinator.lock().unwrap();
-    if let Some(node) = cached {
-        match inner.cluster.broker(node).await {
-            Ok(c) => return Ok(c),
-            Err(_) => *inner.coordinator.lock().unwrap() = None,
-        }
-    }
-    let (node, conn) = inner.cluster.coordinator(group, 0).await?;
-    *inner.coordinator.lock().unwrap() = Some(node);
-    Ok(conn)
+    inner.coordinator.connection(&inner.cluster, group_id(inner)?).await
 }
 
 /// Forgets the coordinator when an error says it moved or went away.
 pub(crate) fn on_coordinator_error(inner: &Inner, e: &Error) {
-    let moved = match e {
-        Error::Broker { error, .. } => matches!(error, ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable),
-        Error::Disconnected { .. } | Error::Connect { .. } | Error::Timeout { .. } => true,
-        _ => false,
-    };
-    if moved {
-        *inner.coordinator.lock().unwrap() = None;
-    }
+    inner.coordinator.on_error(e);
 }
 
 /// The group's committed offsets, retrying while the coordinator moves or loads (as

@@ -33,7 +33,7 @@ pub use self::assignor::Assignor;
 pub use self::config::{ConsumerConfig, IsolationLevel, OffsetReset};
 use self::offsets::Committer;
 use crate::error::{Error, Result};
-use crate::net::Cluster;
+use crate::net::{CachedCoordinator, Cluster};
 
 /// A topic and partition.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -189,8 +189,8 @@ pub(crate) struct Inner {
     pub group_wake: Notify,
     pub listener: Mutex<Option<Arc<dyn RebalanceListener>>>,
     pub closed: AtomicBool,
-    /// Cached group coordinator node.
-    pub coordinator: Mutex<Option<i32>>,
+    /// The group coordinator, once found.
+    pub coordinator: CachedCoordinator,
 }
 
 /// An async Kafka consumer.
@@ -223,7 +223,7 @@ impl Consumer {
             group_wake: Notify::new(),
             listener: Mutex::new(None),
             closed: AtomicBool::new(false),
-            coordinator: Mutex::new(None),
+            coordinator: CachedCoordinator::new(0),
         });
         let fetcher = tokio::spawn(fetcher::run(inner.clone()));
         Ok(Consumer { inner, tasks: Mutex::new(vec![fetcher]) })

@@ -1,5 +1,6 @@
 //! What the client knows of the cluster: brokers, topics and partition leaders, learned
-//! from Metadata requests, plus one pooled [`Connection`] per broker.
+//! from Metadata requests, plus one pooled [`Connection`] per broker, and the group and
+//! transaction coordinators (FindCoordinator, remembered by [`CachedCoordinator`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -12,7 +13,7 @@ use kafka_protocol::ResponseError;
 
 use super::conn::Connection;
 use crate::config::CommonConfig;
-use crate::error::{Error, Result};
+use crate::error::{check, Error, Result};
 
 /// A broker as the cluster advertises it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,20 +253,97 @@ impl Cluster {
     /// Finds the coordinator for a group (`key_type` 0) or transactional id (1).
     pub async fn coordinator(&self, key: &str, key_type: i8) -> Result<(i32, Arc<Connection>)> {
         let conn = self.any().await?;
-        let version = conn.version::<FindCoordinatorRequest>(1, 3)?;
-        let req = FindCoordinatorRequest::default().with_key(sb(key)).with_key_type(key_type);
-        let resp = conn.send(&req, version).await?;
-        if let Some(error) = ResponseError::try_from_code(resp.error_code) {
-            return Err(Error::Broker { error, context: format!("find the coordinator for `{key}`") });
-        }
-        let node = resp.node_id.0;
+        let version = conn.version::<FindCoordinatorRequest>(FIND_COORDINATOR.0, FIND_COORDINATOR.1)?;
+        let resp = conn.send(&find_coordinator_request(key, key_type, version), version).await?;
+        let (node, host, port) = if version >= 4 {
+            // v4 batches keys (KIP-699): one answer per key asked.
+            let c = resp.coordinators.into_iter().find(|c| *c.key == *key).ok_or_else(|| Error::Protocol {
+                addr: conn.addr().to_string(),
+                reason: format!("FindCoordinator response has no answer for `{key}`"),
+            })?;
+            check(c.error_code, c.error_message.as_ref(), || format!("find the coordinator for `{key}`"))?;
+            (c.node_id.0, c.host, c.port)
+        } else {
+            check(resp.error_code, resp.error_message.as_ref(), || format!("find the coordinator for `{key}`"))?;
+            (resp.node_id.0, resp.host, resp.port)
+        };
         let known = self.metadata().brokers.contains_key(&node);
         if !known {
             let mut md = (*self.metadata()).clone();
-            md.brokers.insert(node, BrokerInfo { node_id: node, host: resp.host.to_string(), port: resp.port, rack: None });
+            md.brokers.insert(node, BrokerInfo { node_id: node, host: host.to_string(), port, rack: None });
             *self.metadata.write().unwrap() = Arc::new(md);
         }
         Ok((node, self.broker(node).await?))
     }
 }
 
+/// FindCoordinator versions: v1 adds the key type (transactions); v4 batches keys.
+pub(crate) const FIND_COORDINATOR: (i16, i16) = (1, 4);
+
+/// The FindCoordinator request for one key, at `version`.
+pub(crate) fn find_coordinator_request(key: &str, key_type: i8, version: i16) -> FindCoordinatorRequest {
+    let req = FindCoordinatorRequest::default().with_key_type(key_type);
+    if version >= 4 {
+        req.with_coordinator_keys(vec![sb(key)])
+    } else {
+        req.with_key(sb(key))
+    }
+}
+
+/// A group or transaction coordinator, found once and remembered until an error says it
+/// moved (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, a lost connection).
+#[derive(Debug)]
+pub struct CachedCoordinator {
+    key_type: i8,
+    node: Mutex<Option<i32>>,
+}
+
+impl CachedCoordinator {
+    /// A cache for group (`key_type` 0) or transaction (1) coordinators.
+    pub fn new(key_type: i8) -> CachedCoordinator {
+        CachedCoordinator { key_type, node: Mutex::new(None) }
+    }
+
+    /// A connection to the coordinator of `key`, finding it when not known.
+    pub async fn connection(&self, cluster: &Cluster, key: &str) -> Result<Arc<Connection>> {
+        let cached = *self.node.lock().unwrap();
+        if let Some(node) = cached {
+            match cluster.broker(node).await {
+                Ok(c) => return Ok(c),
+                Err(_) => *self.node.lock().unwrap() = None,
+            }
+        }
+        let (node, conn) = cluster.coordinator(key, self.key_type).await?;
+        *self.node.lock().unwrap() = Some(node);
+        Ok(conn)
+    }
+
+    /// Forgets the coordinator when `e` says it moved or went away.
+    pub fn on_error(&self, e: &Error) {
+        let moved = match e {
+            Error::Broker { error, .. } => matches!(error, ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable),
+            Error::Disconnected { .. } | Error::Connect { .. } | Error::Timeout { .. } => true,
+            _ => false,
+        };
+        if moved {
+            *self.node.lock().unwrap() = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::Encodable;
+
+    use super::*;
+
+    #[test]
+    fn find_coordinator_encodes_at_every_allowed_version() {
+        for v in FIND_COORDINATOR.0..=FIND_COORDINATOR.1 {
+            for key_type in [0, 1] {
+                find_coordinator_request("tx", key_type, v).encode(&mut BytesMut::new(), v).unwrap();
+            }
+        }
+    }
+}

@@ -3,5 +3,5 @@
 pub mod cluster;
 pub mod conn;
 
-pub use cluster::{BrokerInfo, Cluster, Metadata, PartitionInfo, TopicInfo};
+pub use cluster::{BrokerInfo, CachedCoordinator, Cluster, Metadata, PartitionInfo, TopicInfo};
 pub use conn::Connection;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::idempotence::Stamp;
 use super::RecordMetadata;
 use crate::error::Result;
 
@@ -32,6 +33,8 @@ pub(crate) struct Batch {
     pub created: Instant,
     pub attempts: u32,
     pub retry_at: Option<Instant>,
+    /// Producer id, epoch and base sequence (idempotence), fixed when first drained.
+    pub stamp: Option<Stamp>,
 }
 
 /// What [`Accumulator::append`] did.
@@ -71,7 +74,8 @@ impl Accumulator {
     pub fn append(&mut self, topic: &Arc<str>, partition: i32, record: PendingRecord, batch_size: usize, abort_on_new: bool) -> Append {
         let queue = self.queues.entry((topic.clone(), partition)).or_default();
         if let Some(last) = queue.back_mut() {
-            if last.attempts == 0 && (last.records.is_empty() || last.bytes + record.size <= batch_size) {
+            // A batch that was ever drained has a fixed sequence range: never grow it.
+            if last.attempts == 0 && last.stamp.is_none() && (last.records.is_empty() || last.bytes + record.size <= batch_size) {
                 last.bytes += record.size;
                 last.records.push(record);
                 return Append::Added(last.bytes >= batch_size);
@@ -91,6 +95,7 @@ impl Accumulator {
             created: Instant::now(),
             attempts: 0,
             retry_at: None,
+            stamp: None,
         });
         Append::NewBatch
     }
@@ -103,14 +108,14 @@ impl Accumulator {
     }
 
     /// Whether nothing is queued.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.queues.values().all(|q| q.is_empty())
     }
 
-    /// Takes ready head batches for which `leader_of` names a leader and `may_send` allows
-    /// that leader, at most `max_bytes` per leader. Returns them grouped by leader, the
-    /// next instant something becomes ready, and whether some partition had no leader.
+    /// Takes ready head batches that `may_take` allows (idempotence and transaction rules),
+    /// for which `leader_of` names a leader and `may_send` allows that leader, at most
+    /// `max_bytes` per leader. Returns them grouped by leader, the next instant something
+    /// becomes ready, and whether some partition had no leader.
     #[allow(clippy::type_complexity)]
     pub fn drain(
         &mut self,
@@ -119,6 +124,7 @@ impl Accumulator {
         max_bytes: usize,
         mut leader_of: impl FnMut(&str, i32) -> Option<i32>,
         mut may_send: impl FnMut(i32) -> bool,
+        mut may_take: impl FnMut(&Batch) -> bool,
     ) -> (BTreeMap<i32, Vec<Batch>>, Option<Instant>, bool) {
         let mut out: BTreeMap<i32, Vec<Batch>> = BTreeMap::new();
         let mut sizes: BTreeMap<i32, usize> = BTreeMap::new();
@@ -137,6 +143,9 @@ impl Accumulator {
                 earliest(due);
                 continue;
             }
+            if !may_take(head) {
+                continue;
+            }
             let Some(leader) = leader_of(topic, *partition) else {
                 missing_leader = true;
                 continue;
@@ -151,6 +160,11 @@ impl Accumulator {
         }
         self.queues.retain(|_, q| !q.is_empty());
         (out, next, missing_leader)
+    }
+
+    /// Removes every queued batch (a transaction was aborted or failed).
+    pub fn take_all(&mut self) -> Vec<Batch> {
+        std::mem::take(&mut self.queues).into_values().flatten().collect()
     }
 
     /// Removes every batch that has waited longer than `timeout` since creation.
@@ -199,10 +213,10 @@ mod tests {
         let mut a = Accumulator::default();
         a.append(&t, 0, rec(10), 100, false);
         let now = Instant::now();
-        let (out, next, _) = a.drain(now, &rules(false), 1000, |_, _| Some(1), |_| true);
+        let (out, next, _) = a.drain(now, &rules(false), 1000, |_, _| Some(1), |_| true, |_| true);
         assert!(out.is_empty());
         assert!(next.is_some());
-        let (out, _, _) = a.drain(now, &rules(true), 1000, |_, _| Some(1), |_| true);
+        let (out, _, _) = a.drain(now, &rules(true), 1000, |_, _| Some(1), |_| true, |_| true);
         assert_eq!(out[&1].len(), 1);
         assert!(a.is_empty());
     }
@@ -215,7 +229,7 @@ mod tests {
             a.append(&t, 0, rec(100), 100, false);
         }
         let now = Instant::now();
-        let (mut out, _, _) = a.drain(now, &rules(true), 1000, |_, _| Some(1), |_| true);
+        let (mut out, _, _) = a.drain(now, &rules(true), 1000, |_, _| Some(1), |_| true, |_| true);
         let first = out.get_mut(&1).unwrap().remove(0);
         assert_eq!(first.seq, 1);
         let mut first = first;
@@ -223,13 +237,13 @@ mod tests {
         first.retry_at = Some(now + Duration::from_millis(100));
         a.requeue(first);
         // Backoff not over: the head waits and so does everything behind it.
-        let (out, next, _) = a.drain(now, &rules(true), 1000, |_, _| Some(1), |_| true);
+        let (out, next, _) = a.drain(now, &rules(true), 1000, |_, _| Some(1), |_| true, |_| true);
         assert!(out.is_empty());
         assert_eq!(next, Some(now + Duration::from_millis(100)));
-        let (out, _, _) = a.drain(now + Duration::from_millis(100), &rules(false), 1000, |_, _| Some(1), |_| true);
+        let (out, _, _) = a.drain(now + Duration::from_millis(100), &rules(false), 1000, |_, _| Some(1), |_| true, |_| true);
         assert_eq!(out[&1][0].seq, 1);
         assert_eq!(out[&1].len(), 1, "one batch per partition per request");
-        let (out, _, _) = a.drain(now + Duration::from_millis(100), &rules(false), 1000, |_, _| Some(1), |_| true);
+        let (out, _, _) = a.drain(now + Duration::from_millis(100), &rules(false), 1000, |_, _| Some(1), |_| true, |_| true);
         assert_eq!(out[&1][0].seq, 2);
     }
 
@@ -238,7 +252,7 @@ mod tests {
         let t: Arc<str> = Arc::from("t");
         let mut a = Accumulator::default();
         a.append(&t, 0, rec(100), 100, false);
-        let (out, _, missing) = a.drain(Instant::now(), &rules(true), 1000, |_, _| None, |_| true);
+        let (out, _, missing) = a.drain(Instant::now(), &rules(true), 1000, |_, _| None, |_| true, |_| true);
         assert!(out.is_empty() && missing && !a.is_empty());
         assert_eq!(a.expire(Instant::now() + Duration::from_secs(10), Duration::from_secs(1)).len(), 1);
     }

@@ -1,4 +1,9 @@
 //! Producer settings, by Kafka's property names and as a typed builder.
+//!
+//! Idempotence is on by default (as in Kafka 3+); [`ProducerConfig::idempotence`] applies
+//! Kafka's rules for settings that rule it out (acks other than all, `retries=0`, more than
+//! 5 requests in flight): an explicit `enable.idempotence=true` makes them an error, the
+//! default quietly turns idempotence off. A `transactional.id` needs idempotence.
 
 use std::time::Duration;
 
@@ -76,6 +81,13 @@ pub struct ProducerConfig {
     pub retries: u32,
     /// `delivery.timeout.ms`: bound on the time from `send` to success or failure.
     pub delivery_timeout: Duration,
+    /// `enable.idempotence`: `None` is the default (on, unless other settings rule it
+    /// out); see [`ProducerConfig::idempotence`].
+    pub enable_idempotence: Option<bool>,
+    /// `transactional.id`: makes the producer transactional (and idempotent).
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: the coordinator aborts a transaction open this long.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -92,6 +104,9 @@ impl Default for ProducerConfig {
             max_in_flight: 5,
             retries: i32::MAX as u32,
             delivery_timeout: Duration::from_secs(120),
+            enable_idempotence: None,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -108,7 +123,13 @@ const KEYS: &[&str] = &[
     "retries",
     "delivery.timeout.ms",
     "enable.idempotence",
+    "transactional.id",
+    "transaction.timeout.ms",
 ];
+
+/// Most requests per connection an idempotent producer may have in flight: the broker
+/// remembers the last 5 batches per producer to detect duplicates.
+pub const MAX_IN_FLIGHT_IDEMPOTENT: usize = 5;
 
 crate::config::property_constructors!(ProducerConfig);
 
@@ -134,16 +155,66 @@ impl ProducerConfig {
             }
             "retries" => self.retries = parse(key, value)?,
             "delivery.timeout.ms" => self.delivery_timeout = parse_ms(key, value)?,
-            "enable.idempotence" => {
-                if crate::config::parse_bool(key, value)? {
-                    return Err(Error::Config(
-                        "`enable.idempotence` = true is not supported yet by Samsa's producer; set it to false".into(),
-                    ));
+            "enable.idempotence" => self.enable_idempotence = Some(crate::config::parse_bool(key, value)?),
+            "transactional.id" => {
+                let id = value.trim();
+                self.transactional_id = (!id.is_empty()).then(|| id.to_string());
+            }
+            "transaction.timeout.ms" => {
+                self.transaction_timeout = parse_ms(key, value)?;
+                if self.transaction_timeout.is_zero() || self.transaction_timeout.as_millis() > i32::MAX as u128 {
+                    return Err(Error::Config(format!("`transaction.timeout.ms` = `{value}` must be between 1 and {}", i32::MAX)));
                 }
             }
             _ => return Err(unknown_key("producer", key, KEYS)),
         }
         Ok(self)
+    }
+
+    /// Whether the producer is idempotent, by Kafka's rules: on by default, quietly off
+    /// when acks, retries or max.in.flight rule it out, an error when `enable.idempotence`
+    /// was set to true (or a `transactional.id` given) together with such a setting.
+    pub fn idempotence(&self) -> Result<bool> {
+        let conflict = if self.acks != Acks::All {
+            Some("`acks` must be all (-1)")
+        } else if self.retries == 0 {
+            Some("`retries` must be greater than 0")
+        } else if self.max_in_flight > MAX_IN_FLIGHT_IDEMPOTENT {
+            Some("`max.in.flight.requests.per.connection` must be at most 5")
+        } else {
+            None
+        };
+        let transactional = self.transactional_id.is_some();
+        match (self.enable_idempotence, conflict) {
+            (Some(false), _) if transactional => {
+                Err(Error::Config("`transactional.id` needs idempotence; remove `enable.idempotence` = false or the transactional.id".into()))
+            }
+            (Some(false), _) => Ok(false),
+            (Some(true), Some(rule)) => Err(Error::Config(format!(
+                "{rule} with `enable.idempotence` = true; change it, or set enable.idempotence=false to give up exactly-once delivery"
+            ))),
+            (None, Some(rule)) if transactional => Err(Error::Config(format!("{rule} for a transactional producer (`transactional.id` is set)"))),
+            (None, Some(_)) => Ok(false),
+            (_, None) => Ok(true),
+        }
+    }
+
+    /// Builder: `enable.idempotence`.
+    pub fn idempotent(mut self, on: bool) -> Self {
+        self.enable_idempotence = Some(on);
+        self
+    }
+
+    /// Builder: `transactional.id`.
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
+        self
+    }
+
+    /// Builder: `transaction.timeout.ms`.
+    pub fn transaction_timeout(mut self, d: Duration) -> Self {
+        self.transaction_timeout = d;
+        self
     }
 
     /// Builder: `acks`.
@@ -186,5 +257,59 @@ impl ProducerConfig {
     pub fn delivery_timeout(mut self, d: Duration) -> Self {
         self.delivery_timeout = d;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<bool> {
+        ProducerConfig::from_properties(pairs.iter().copied())?.idempotence()
+    }
+
+    #[test]
+    fn idempotence_is_on_by_default() {
+        assert!(config(&[]).unwrap());
+        assert!(config(&[("acks", "all"), ("max.in.flight.requests.per.connection", "5")]).unwrap());
+        assert!(!config(&[("enable.idempotence", "false")]).unwrap());
+    }
+
+    #[test]
+    fn conflicting_settings_turn_default_idempotence_off() {
+        assert!(!config(&[("acks", "1")]).unwrap());
+        assert!(!config(&[("acks", "0")]).unwrap());
+        assert!(!config(&[("retries", "0")]).unwrap());
+        assert!(!config(&[("max.in.flight.requests.per.connection", "6")]).unwrap());
+    }
+
+    #[test]
+    fn conflicting_settings_with_explicit_idempotence_are_errors() {
+        for (k, v) in [("acks", "1"), ("acks", "0"), ("retries", "0"), ("max.in.flight.requests.per.connection", "6")] {
+            // Either order of the two keys.
+            for pairs in [[("enable.idempotence", "true"), (k, v)], [(k, v), ("enable.idempotence", "true")]] {
+                let e = config(&pairs).unwrap_err();
+                assert!(matches!(e, Error::Config(ref m) if m.contains(k) && m.contains("enable.idempotence")), "{k}={v}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn transactional_id_needs_idempotence() {
+        assert!(config(&[("transactional.id", "tx")]).unwrap());
+        let e = config(&[("transactional.id", "tx"), ("enable.idempotence", "false")]).unwrap_err();
+        assert!(e.to_string().contains("transactional.id"), "{e}");
+        let e = config(&[("transactional.id", "tx"), ("acks", "1")]).unwrap_err();
+        assert!(e.to_string().contains("acks"), "{e}");
+    }
+
+    #[test]
+    fn transaction_settings_parse() {
+        let c = ProducerConfig::from_properties([("transactional.id", "orders-tx"), ("transaction.timeout.ms", "15000")]).unwrap();
+        assert_eq!(c.transactional_id.as_deref(), Some("orders-tx"));
+        assert_eq!(c.transaction_timeout, Duration::from_secs(15));
+        assert_eq!(ProducerConfig::default().transaction_timeout, Duration::from_secs(60));
+        assert!(ProducerConfig::from_properties([("transaction.timeout.ms", "0")]).is_err());
+        assert!(ProducerConfig::from_properties([("enable.idempotence", "yes")]).is_err());
     }
 }

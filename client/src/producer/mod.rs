@@ -4,18 +4,31 @@
 //!
 //! ```text
 //!  send() ──(buffer.memory permits)──> accumulator: partition -> [batch, batch, ...]
-//!                                         │ ready: full, linger.ms passed, or flush
+//!                                         │ ready: full, linger.ms passed, or flush;
+//!                                         │ allowed: producer id known, sequence order,
+//!                                         │ partition added to the transaction
 //!                                         v
 //!                 sender task ──> one Produce per leader (≤ max.in.flight per broker)
-//!                                         │ retriable error: back to the queue front
+//!                                         │ retriable error: back to the queue, in order
 //!                                         v
 //!                                  DeliveryFuture per record
 //! ```
+//!
+//! Idempotence (on by default) stamps every batch with a producer id, epoch and sequence
+//! numbers (`idempotence.rs` keeps the books), so retries never duplicate or reorder. With a
+//! `transactional.id` the producer is transactional: `init_transactions`, then
+//! `begin_transaction` / `send` / `send_offsets_to_transaction` / `commit_transaction` or
+//! `abort_transaction` (`transaction.rs` is the state machine, `transactional.rs` the calls,
+//! `coordinator.rs` the requests).
 
 mod accumulator;
 pub mod config;
+mod coordinator;
+mod idempotence;
 pub mod partitioner;
 mod sender;
+mod transaction;
+mod transactional;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,8 +43,10 @@ use tokio::sync::{oneshot, Notify, Semaphore};
 
 use self::accumulator::{Accumulator, Append, PendingRecord};
 pub use self::config::{Acks, ProducerConfig};
+use self::idempotence::Sequences;
+use self::transaction::Txn;
 use crate::error::{Error, Result};
-use crate::net::Cluster;
+use crate::net::{CachedCoordinator, Cluster};
 
 /// A record to send.
 #[derive(Debug, Clone, Default)]
@@ -115,10 +130,23 @@ impl Future for DeliveryFuture {
 /// Batch overhead in bytes (the v2 batch header).
 pub(crate) const BATCH_OVERHEAD: usize = 61;
 
+/// The producer's identity and exactly-once state. Lock order: `accum`, then `session`.
+pub(crate) struct Session {
+    pub(crate) seqs: Sequences,
+    /// `Some` for a transactional producer.
+    pub(crate) txn: Option<Txn>,
+}
+
 pub(crate) struct Inner {
     pub(crate) cluster: Arc<Cluster>,
     pub(crate) config: ProducerConfig,
     pub(crate) accum: Mutex<Accumulator>,
+    pub(crate) session: Mutex<Session>,
+    /// The transaction coordinator of `transactional.id`, once found.
+    pub(crate) txn_coordinator: CachedCoordinator,
+    /// Serializes the transactional calls (init, send_offsets, commit, abort); an async
+    /// lock because it is held across their requests.
+    pub(crate) txn_calls: tokio::sync::Mutex<()>,
     /// Wakes the sender: a batch became ready, a request finished, or a flush began.
     pub(crate) wake: Notify,
     /// Permits are bytes of `buffer.memory`.
@@ -159,9 +187,14 @@ impl Producer {
         if config.batch_size == 0 {
             return Err(Error::Config("`batch.size` must be at least 1".into()));
         }
+        let idempotent = config.idempotence()?;
         let cluster = Cluster::connect(config.common.clone()).await?;
+        let session = Session { seqs: Sequences::new(idempotent), txn: config.transactional_id.clone().map(Txn::new) };
         let inner = Arc::new(Inner {
             cluster,
+            session: Mutex::new(session),
+            txn_coordinator: CachedCoordinator::new(1),
+            txn_calls: tokio::sync::Mutex::new(()),
             buffer: Semaphore::new(config.buffer_memory.min(Semaphore::MAX_PERMITS)),
             config,
             accum: Mutex::new(Accumulator::default()),
@@ -187,12 +220,14 @@ impl Producer {
     }
 
     /// Queues a record. Waits (up to `max.block.ms`) for topic metadata and for buffer
-    /// space; returns a future that resolves when the record is acknowledged.
+    /// space; returns a future that resolves when the record is acknowledged. A
+    /// transactional producer sends only between `begin_transaction` and commit or abort.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(Error::State("the producer is closed".into()));
         }
+        inner.check_send()?;
         let size = record.estimated_size();
         let max = inner.config.max_request_size.min(inner.config.buffer_memory);
         if size + BATCH_OVERHEAD > max {
@@ -223,15 +258,21 @@ impl Producer {
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let topic: Arc<str> = Arc::from(record.topic.as_str());
         let mut pending = PendingRecord { key: record.key, value: record.value, headers: record.headers, timestamp, size, done: tx };
-        inner.outstanding.fetch_add(1, Ordering::AcqRel);
         let ready = {
             let mut accum = inner.accum.lock().unwrap();
+            let mut session = inner.session.lock().unwrap();
+            // Checked again under the lock: a commit or abort may have begun meanwhile.
+            if let Err(e) = session.txn.as_ref().map_or(Ok(()), |t| t.check_send()) {
+                inner.buffer.add_permits(permits as usize);
+                return Err(e);
+            }
+            inner.outstanding.fetch_add(1, Ordering::AcqRel);
             let batch_size = inner.config.batch_size;
-            match (record.partition, &pending.key) {
-                (Some(p), _) => accum.append(&topic, p, pending, batch_size, false).ready(),
+            let (partition, appended) = match (record.partition, &pending.key) {
+                (Some(p), _) => (p, accum.append(&topic, p, pending, batch_size, false)),
                 (None, Some(key)) => {
                     let p = partitioner::partition_for_key(key, partitions);
-                    accum.append(&topic, p, pending, batch_size, false).ready()
+                    (p, accum.append(&topic, p, pending, batch_size, false))
                 }
                 (None, None) => {
                     let mut sticky = self.inner.sticky.lock().unwrap();
@@ -242,12 +283,16 @@ impl Producer {
                             pending = back;
                             let next = partitioner::next_sticky(partitions, Some(current));
                             sticky.insert(record.topic.clone(), next);
-                            accum.append(&topic, next, pending, batch_size, false).ready()
+                            (next, accum.append(&topic, next, pending, batch_size, false))
                         }
-                        other => other.ready(),
+                        other => (current, other),
                     }
                 }
+            };
+            if let Some(txn) = session.txn.as_mut() {
+                txn.record(&(topic, partition));
             }
+            appended.ready()
         };
         if ready {
             inner.wake.notify_one();
@@ -290,7 +335,16 @@ impl Producer {
     /// Sends every queued record now and waits until each has succeeded or failed.
     pub async fn flush(&self) {
         let inner = &self.inner;
+        // Counted down on drop, so a flush abandoned by a timeout does not leave every
+        // later batch ready at once.
+        struct Flushing<'a>(&'a AtomicUsize);
+        impl Drop for Flushing<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
         inner.flushing.fetch_add(1, Ordering::AcqRel);
+        let _flushing = Flushing(&inner.flushing);
         inner.wake.notify_one();
         loop {
             let idle = inner.idle.notified();
@@ -301,7 +355,6 @@ impl Producer {
             }
             idle.await;
         }
-        inner.flushing.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Flushes, then refuses further sends.
@@ -317,6 +370,11 @@ impl Producer {
 }
 
 impl Inner {
+    /// Refuses a send a transactional producer cannot make now.
+    fn check_send(&self) -> Result<()> {
+        self.session.lock().unwrap().txn.as_ref().map_or(Ok(()), |t| t.check_send())
+    }
+
     /// Completes one record: returns its buffer space and wakes flushers when idle.
     pub(crate) fn finish(&self, record: PendingRecord, result: Result<RecordMetadata>) {
         self.buffer.add_permits(u32::try_from(record.size).unwrap_or(u32::MAX) as usize);
