@@ -8,6 +8,7 @@ mod group;
 mod produce;
 mod server;
 mod topic;
+mod transactions;
 mod util;
 
 use std::process::ExitCode;
@@ -41,6 +42,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Show the cluster: brokers, the active controller, partition leaders and ISRs.
     Cluster(cluster::ClusterArgs),
+    /// List and describe transactions, and the producers a partition tracks.
+    Transactions(transactions::TransactionsArgs),
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Group(args) => runtime.block_on(group::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Cluster(args) => runtime.block_on(cluster::run(args)),
+        Command::Transactions(args) => runtime.block_on(transactions::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

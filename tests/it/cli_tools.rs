@@ -308,3 +308,40 @@ async fn admin_describes_cluster_broker_configs_and_offsets_by_time() -> Result<
     ensure!(dead[0].state == "Dead" && dead[0].members.is_empty(), "{dead:?}");
     server.terminate()
 }
+
+/// `samsa transactions list|describe|producers` while a confluent-kafka transaction is
+/// open, and after it commits.
+#[test]
+fn transactions_list_describe_and_producers() -> Result<()> {
+    let mut server = SamsaServer::start()?;
+    let b = server.bootstrap().to_string();
+    let work = tempfile::tempdir()?;
+    let stop = work.path().join("stop");
+    let mut holder = python("txn_hold_open.py")?.args([b.as_str(), "held", "cli-txn", stop.to_str().unwrap()]).spawn()?;
+    wait_until(Duration::from_secs(30), "the transaction to open", || {
+        ensure!(!holder.has_exited()?, "txn_hold_open.py exited early");
+        Ok(samsa(&b, &["transactions", "list", "--state", "Ongoing"])?.ok()?.contains("cli-txn"))
+    })?;
+    let list = samsa(&b, &["transactions", "list"])?.ok()?;
+    let row = list.lines().find(|l| l.starts_with("cli-txn")).with_context(|| format!("no cli-txn row in:\n{list}"))?;
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    ensure!(cells.len() == 4 && cells[2] == "Ongoing", "unexpected row: {row}");
+    let producer_id = cells[1].to_string();
+    let describe = samsa(&b, &["transactions", "describe", "cli-txn"])?.ok()?;
+    for want in ["Ongoing", "held-0, held-1", "60000 ms", producer_id.as_str()] {
+        ensure!(describe.contains(want), "`{want}` missing from:\n{describe}");
+    }
+    // The open transaction holds partition 0's last stable offset at its first record.
+    let producers = samsa(&b, &["transactions", "producers", "held", "0"])?.ok()?;
+    let row = producers.lines().nth(1).with_context(|| format!("no producer row in:\n{producers}"))?;
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    ensure!(cells.first() == Some(&producer_id.as_str()) && cells.last() == Some(&"0"), "unexpected producer row: {row}");
+    std::fs::write(&stop, b"")?;
+    ensure!(holder.wait(Duration::from_secs(60))?.result_value::<usize>("committed")? == 2);
+    wait_until(Duration::from_secs(10), "CompleteCommit", || Ok(samsa(&b, &["transactions", "describe", "cli-txn"])?.ok()?.contains("CompleteCommit")))?;
+    let producers = samsa(&b, &["transactions", "producers", "held", "0"])?.ok()?;
+    ensure!(producers.lines().nth(1).is_some_and(|r| r.trim_end().ends_with('-')), "the transaction should no longer be open:\n{producers}");
+    let missing = samsa(&b, &["transactions", "describe", "no-such-id"])?.failed()?;
+    ensure!(missing.contains("no-such-id"), "{missing}");
+    server.terminate()
+}

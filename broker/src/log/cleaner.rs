@@ -9,12 +9,18 @@
 //!
 //! The rewritten segment is written to `<base>.log.cleaned`, fsynced, and renamed over the
 //! original, so a crash leaves either the old or the new segment, never a mix.
+//!
+//! Transactions: records of aborted transactions never count as a key's latest value and
+//! are removed; transaction markers are kept; and only segments wholly below the first
+//! open transaction are cleaned, so an undecided record is never judged.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
+
+use samsa_client::wire::batch::BatchHeader;
 
 use super::partition::PartitionLog;
 use super::segment::{file_name, Segment};
@@ -48,12 +54,18 @@ pub fn compact(log: &mut PartitionLog, now_ms: i64, force: bool) -> io::Result<C
     // Closed segments old enough to clean, in order; stop at the first too-young one.
     let mut cleanable: Vec<i64> = Vec::new();
     let count = log.segment_count();
+    let first_unstable = log.first_unstable_offset().unwrap_or(i64::MAX);
     for (i, seg) in log.segments().enumerate() {
-        if i + 1 == count || seg.max_timestamp() > lag_horizon {
+        if i + 1 == count || seg.max_timestamp() > lag_horizon || seg.next_offset() > first_unstable {
             break;
         }
         cleanable.push(seg.base_offset());
     }
+    let aborted = log.aborted_between(0, i64::MAX);
+    // A data batch of an aborted transaction: its records are dead.
+    let is_aborted = |h: &BatchHeader| {
+        h.is_transactional() && !h.is_control() && aborted.iter().any(|a| a.producer_id == h.producer_id && a.first_offset <= h.base_offset && h.last_offset() <= a.last_offset)
+    };
     if cleanable.is_empty() {
         return Ok(stats);
     }
@@ -64,7 +76,7 @@ pub fn compact(log: &mut PartitionLog, now_ms: i64, force: bool) -> io::Result<C
     let mut total_records = 0u64;
     for seg in log.segments() {
         for (pos, h) in seg.batches()? {
-            if h.is_control() {
+            if h.is_control() || is_aborted(&h) {
                 continue;
             }
             let mut raw = Bytes::from(seg.read_at(pos, h.total_len())?);
@@ -94,6 +106,11 @@ pub fn compact(log: &mut PartitionLog, now_ms: i64, force: bool) -> io::Result<C
             let raw = seg.read_at(pos, h.total_len())?;
             if h.is_control() {
                 out.extend_from_slice(&raw);
+                continue;
+            }
+            if is_aborted(&h) {
+                stats.records_removed += u64::from(h.record_count.max(0) as u32);
+                changed = true;
                 continue;
             }
             let set = RecordBatchDecoder::decode(&mut Bytes::from(raw.clone())).map_err(invalid)?;

@@ -209,6 +209,56 @@ mod tests {
         assert_eq!(read_all(&log, 0).iter().map(|r| r.0).collect::<Vec<_>>(), vec![37, 38, 39, 41]);
     }
 
+    /// One transactional batch of keyed records from `pid`.
+    fn txn_batch(pid: i64, seq: i32, records: &[(&str, &str)]) -> Vec<u8> {
+        let records: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| Record {
+                transactional: true,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: pid,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: seq + i as i32,
+                timestamp: 0,
+                key: Some(Bytes::copy_from_slice(k.as_bytes())),
+                value: Some(Bytes::copy_from_slice(v.as_bytes())),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn compaction_drops_aborted_records_and_waits_for_open_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig { compact: true, delete: false, ..small_config() };
+        let mut log = PartitionLog::open(dir.path(), cfg, 0).unwrap();
+        append(&mut log, &[(Some("k"), Some("committed".into()), 0)], 0); // 0
+        append_bytes(&mut log, txn_batch(7, 0, &[("k", "aborted")]), 0); // 1
+        log.append_marker(7, 0, producers::Marker { commit: false, coordinator_epoch: 0 }, 0, 0).unwrap(); // 2
+        append_bytes(&mut log, txn_batch(8, 0, &[("j", "open")]), 0); // 3, never decided
+        log.roll(0).unwrap();
+        append(&mut log, &[(Some("z"), Some("x".into()), 0)], 0); // 4
+        assert_eq!(log.first_unstable_offset(), Some(3));
+        // The segment holds the open transaction: nothing may be cleaned yet.
+        assert_eq!(cleaner::compact(&mut log, 0, true).unwrap().segments_cleaned, 0);
+        log.append_marker(8, 0, producers::Marker { commit: true, coordinator_epoch: 0 }, 0, 0).unwrap(); // 5
+        log.roll(0).unwrap();
+        append(&mut log, &[(Some("y"), Some("x".into()), 0)], 0);
+        let stats = cleaner::compact(&mut log, 0, true).unwrap();
+        assert_eq!(stats.records_removed, 1, "{stats:?}");
+        let left: Vec<(i64, Option<Bytes>)> = read_all(&log, 0).into_iter().map(|(o, _, v)| (o, v)).collect();
+        assert_eq!(left.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 2, 3, 4, 5, 6], "the aborted record went; markers and the committed value stayed");
+        assert_eq!(left[0].1.as_deref(), Some(&b"committed"[..]));
+    }
+
     #[test]
     fn expired_tombstones_alone_trigger_compaction() {
         let dir = tempfile::tempdir().unwrap();

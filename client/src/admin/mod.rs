@@ -1,10 +1,13 @@
-//! The admin client: topics, partitions, configs, groups, offsets and the cluster.
+//! The admin client: topics, partitions, configs, groups, offsets, transactions and the
+//! cluster.
 //!
 //! ```text
 //!  Admin ──> net::Cluster ──any()──────────> Create/DeleteTopics, CreatePartitions, configs
 //!                         ├─broker(leader)──> ListOffsets (one request per leader)
 //!                         ├─broker(each)────> ListGroups (every broker, merged)
-//!                         └─coordinator(g)──> DescribeGroups, DeleteGroups, OffsetFetch/Commit
+//!                         ├─broker(each)────> ListTransactions (every broker, merged)
+//!                         ├─coordinator(g)──> DescribeGroups, DeleteGroups, OffsetFetch/Commit
+//!                         └─coordinator(t)──> DescribeTransactions
 //! ```
 //!
 //! Every call speaks only the Kafka wire protocol, at a version both sides serve, and only
@@ -20,6 +23,7 @@ mod configs;
 mod groups;
 mod offsets;
 mod topics;
+mod transactions;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,6 +36,7 @@ pub use configs::{ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{decode_assignment, GroupDescription, GroupListing, MemberDescription};
 pub use crate::consumer::offsets::OffsetSpec;
 pub use topics::NewTopic;
+pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};
 
 use crate::config::{unknown_key, CommonConfig};
 pub(crate) use crate::error::{check, check_topic};
