@@ -22,11 +22,13 @@ use super::{check_epoch, leader_partition};
 use crate::server::BrokerState;
 use crate::topics::Partition;
 
+/// Index, fetch offset, max bytes, and the partition or why it cannot be read.
+type WantedPartition = (i32, i64, i32, Result<Arc<Partition>, ResponseError>);
+
 struct Wanted {
     topic_name: TopicName,
     topic_id: uuid::Uuid,
-    /// index, fetch offset, max bytes, and the partition or why it cannot be read.
-    partitions: Vec<(i32, i64, i32, Result<Arc<Partition>, ResponseError>)>,
+    partitions: Vec<WantedPartition>,
 }
 
 /// The last stable offset of a partition: the high watermark, or the first offset of the

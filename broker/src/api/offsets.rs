@@ -70,10 +70,13 @@ pub async fn offset_commit(state: &BrokerState, req: OffsetCommitRequest) -> Off
     resp
 }
 
+/// Per topic, per partition: the committed offset, if any.
+type ByTopic = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
 /// Committed offsets grouped by topic, in request order when partitions were listed.
-fn lookup(state: &BrokerState, group: &str, wanted: Option<Vec<TopicPartition>>) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
+fn lookup(state: &BrokerState, group: &str, wanted: Option<Vec<TopicPartition>>) -> ByTopic {
     let rows = state.groups.fetch(group, wanted.as_deref());
-    let mut by_topic: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> = Vec::new();
+    let mut by_topic: ByTopic = Vec::new();
     for ((t, p), o) in rows {
         match by_topic.iter_mut().find(|(name, _)| *name == t) {
             Some((_, v)) => v.push((p, o)),

@@ -37,6 +37,9 @@ struct Appended {
 
 type Failure = (ResponseError, String);
 
+/// One topic's name (as text and as sent) and each partition's outcome.
+type TopicResults = (String, TopicName, Vec<(i32, Result<Appended, Failure>)>);
+
 fn append_one(state: &BrokerState, name: &str, idx: i32, acks: i16, records: Option<&bytes::Bytes>) -> Result<Appended, Failure> {
     let image = state.image();
     let Some(topic) = image.topic(name) else {
@@ -103,7 +106,7 @@ pub async fn produce(state: &BrokerState, req: ProduceRequest, version: i16) -> 
     let mut resp = ProduceResponse::default();
     let acks_ok = matches!(req.acks, -1..=1);
     let mut appended = false;
-    let mut results: Vec<(String, TopicName, Vec<(i32, Result<Appended, Failure>)>)> = Vec::new();
+    let mut results: Vec<TopicResults> = Vec::new();
     for topic_data in req.topic_data {
         let name = topic_data.name.0.to_string();
         let mut parts = Vec::new();

@@ -40,6 +40,9 @@ pub struct CommittedOffset {
 /// (topic, partition) key of a committed offset.
 pub type TopicPartition = (String, i32);
 
+/// Offsets inside open transactions: group -> producer id -> offsets.
+type PendingOffsets = HashMap<String, HashMap<i64, BTreeMap<TopicPartition, CommittedOffset>>>;
+
 /// The group coordinator of this broker (it coordinates every group).
 pub struct Coordinator {
     topics: Arc<TopicManager>,
@@ -52,7 +55,7 @@ pub struct Coordinator {
     /// Offsets committed inside open transactions (TxnOffsetCommit): group -> producer id ->
     /// offsets; they become committed offsets when the COMMIT marker reaches the group's
     /// offsets partition, and vanish on ABORT.
-    pending: Mutex<HashMap<String, HashMap<i64, BTreeMap<TopicPartition, CommittedOffset>>>>,
+    pending: Mutex<PendingOffsets>,
     initial_delay: Duration,
     min_session: Duration,
     max_session: Duration,
@@ -165,7 +168,7 @@ impl Coordinator {
     /// partitions `__consumer_offsets` has).
     pub fn load_partition(&self, p: &Arc<Partition>, count: i32) {
         let mut found: HashMap<String, BTreeMap<TopicPartition, CommittedOffset>> = HashMap::new();
-        let mut pending: HashMap<String, HashMap<i64, BTreeMap<TopicPartition, CommittedOffset>>> = HashMap::new();
+        let mut pending: PendingOffsets = HashMap::new();
         let result = (|| -> std::io::Result<usize> {
             let log = p.log.lock().expect("log lock");
             let mut next = log.log_start_offset();

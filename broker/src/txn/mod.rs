@@ -246,7 +246,7 @@ impl TxnCoordinator {
             left = self.write_markers(state, m.producer_id, m.producer_epoch, commit, coordinator_epoch, left).await;
             if !left.is_empty() {
                 attempts += 1;
-                if attempts % 50 == 0 {
+                if attempts.is_multiple_of(50) {
                     tracing::warn!(transactional_id = id, partitions = ?left, "transaction markers still not written; retrying");
                 }
                 tokio::time::sleep(MARKER_BACKOFF).await;

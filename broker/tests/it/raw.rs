@@ -29,10 +29,7 @@ impl Conn {
     /// True if the broker closed the connection (EOF or reset) within 10 s.
     pub async fn closed_by_peer(&mut self) -> bool {
         let mut buf = [0u8; 64];
-        match tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => true,
-            _ => false,
-        }
+        matches!(tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)))
     }
 
     pub async fn request<R: Request>(&mut self, req: &R, version: i16) -> R::Response {
