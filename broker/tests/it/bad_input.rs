@@ -1,7 +1,6 @@
 //! Each bad input of the issue gets Kafka's answer, and another client keeps being served.
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -11,30 +10,10 @@ use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 use samsa_broker::Broker;
 
-use crate::raw::{batch, start, Conn};
+use crate::raw::{create_topic, batch, start, Conn};
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
-}
-
-async fn create_topic(c: &mut Conn, topic: &str, configs: &[(&str, &str)]) -> i16 {
-    let mut t = CreatableTopic::default();
-    t.name = name(topic);
-    t.num_partitions = 1;
-    t.replication_factor = 1;
-    t.configs = configs
-        .iter()
-        .map(|(k, v)| {
-            let mut c = kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default();
-            c.name = StrBytes::from_string(k.to_string());
-            c.value = Some(StrBytes::from_string(v.to_string()));
-            c
-        })
-        .collect();
-    let mut req = CreateTopicsRequest::default();
-    req.topics = vec![t];
-    req.timeout_ms = 5000;
-    c.request(&req, 7).await.topics[0].error_code
 }
 
 /// Produces raw record bytes to partition 0; returns (error code, base offset).

@@ -3,3 +3,4 @@
 
 mod bad_input;
 mod raw;
+mod txn_protocol;

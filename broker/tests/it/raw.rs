@@ -75,3 +75,24 @@ pub fn batch(n: usize, value_len: usize) -> Vec<u8> {
         (0..n).map(|i| (Some(Bytes::from(format!("k{i}"))), Some(Bytes::from(vec![b'v'; value_len])), 1_700_000_000_000 + i as i64)).collect();
     samsa_client::wire::batch::encode_plain(&records, Compression::None).unwrap()
 }
+
+/// Creates a one-partition topic with these configs; returns the error code.
+pub async fn create_topic(c: &mut Conn, topic: &str, configs: &[(&str, &str)]) -> i16 {
+    let mut t = kafka_protocol::messages::create_topics_request::CreatableTopic::default();
+    t.name = kafka_protocol::messages::TopicName(StrBytes::from_string(topic.to_string()));
+    t.num_partitions = 1;
+    t.replication_factor = 1;
+    t.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut c = kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default();
+            c.name = StrBytes::from_string(k.to_string());
+            c.value = Some(StrBytes::from_string(v.to_string()));
+            c
+        })
+        .collect();
+    let mut req = kafka_protocol::messages::CreateTopicsRequest::default();
+    req.topics = vec![t];
+    req.timeout_ms = 5000;
+    c.request(&req, 7).await.topics[0].error_code
+}
