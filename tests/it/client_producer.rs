@@ -1190,7 +1190,7 @@ async fn client_producer_flush_sends_lingering_batches() -> Result<()> {
 /// `delivery.timeout.ms`, which frees their space for new sends.
 #[tokio::test(flavor = "multi_thread")]
 async fn client_producer_buffer_memory_back_pressure() -> Result<()> {
-    let mut server = blocking(|| SamsaServer::start())?;
+    let mut server = blocking(SamsaServer::start)?;
     let bootstrap = server.bootstrap().to_string();
     let config = ProducerConfig::from_properties([
         ("bootstrap.servers", bootstrap.as_str()),

@@ -98,7 +98,9 @@ fn wait_topic_ready(rt: &tokio::runtime::Runtime, addr: &str, topic: &str, parti
     Ok(seen)
 }
 
-/// A Samsa producer (not idempotent: Samsa's client does not support it yet).
+/// A Samsa producer. With `acks` = all it is idempotent (the client's default); acks=1 or
+/// `retries` = 0 turn idempotence off. `txn_samsa.rs` covers the idempotent producer
+/// through a leader kill -9.
 async fn samsa_producer(bootstrap: &str, acks: &str, extra: &[(&str, &str)]) -> Result<Producer> {
     let mut props: Vec<(&str, &str)> = vec![
         ("bootstrap.servers", bootstrap),
@@ -198,7 +200,8 @@ fn grep(text: &str, needles: &[&str]) -> String {
 /// Checks the read-back against the acknowledgements: every acknowledged record exactly
 /// once at its acknowledged offset, nothing unacknowledged, order kept per partition.
 /// Records whose value starts with `probe-` (the failover probes) are allowed anywhere.
-fn verify_exactly_once(acked: &[(i32, i64, u64)], read: &[(i32, i64, String)], count: u64, partitions: i32) -> Result<usize> {
+/// `txn_samsa.rs` runs the same check on Samsa's idempotent producer.
+pub(crate) fn verify_exactly_once(acked: &[(i32, i64, u64)], read: &[(i32, i64, String)], count: u64, partitions: i32) -> Result<usize> {
     let mut problems: Vec<String> = Vec::new();
     let note = |problems: &mut Vec<String>, s: String| {
         if problems.len() < 30 {

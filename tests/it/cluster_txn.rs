@@ -10,17 +10,10 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use samsa_tests::{python, run_python, wait_until, SamsaCluster};
 
-/// Java's `String.hashCode`, as Kafka places transactional ids on partitions.
-fn java_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
-}
-
 /// Node id coordinating `txn_id` (the leader of its `__transaction_state` partition).
 fn coordinator(cluster: &SamsaCluster, txn_id: &str) -> Result<usize> {
-    let parts = cluster.partitions("__transaction_state")?;
-    let h = java_hash(txn_id);
-    let index = if h == i32::MIN { 0 } else { h.abs() } as usize % parts.len();
-    let leader = parts[index].0;
+    let index = cluster.txn_partition(txn_id)?;
+    let leader = cluster.partitions("__transaction_state")?[index].0;
     ensure!(leader > 0, "__transaction_state-{index} has no leader");
     Ok(leader as usize)
 }
@@ -37,7 +30,7 @@ fn end_then_kill_coordinator(cluster: &mut SamsaCluster, txn_id: &str, tag: &str
     let ended = python("cluster_txn_end.py")?.args([cluster.bootstrap().as_str(), topic, txn_id, tag, "20", outcome]).run()?;
     ensure!(ended.result_value::<String>("ended")? == outcome, "transaction did not end: {:?}", ended.result());
     let survivors: Vec<usize> = (1..=3).filter(|&n| n != victim).collect();
-    let loads = |c: &SamsaCluster| -> usize { survivors.iter().map(|&n| c.stderr(n).matches("prepared=1").count()).sum() };
+    let loads = |c: &SamsaCluster| c.count_in_logs(&survivors, "prepared=1");
     let loads_before = loads(cluster);
     // Markers are held back for 4 s after the prepare: kill the coordinator now.
     cluster.kill9(victim)?;

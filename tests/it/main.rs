@@ -18,3 +18,4 @@ mod kafkajs;
 mod kcat;
 mod log_policies;
 mod transactions;
+mod txn_samsa;

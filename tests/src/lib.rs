@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 
 /// How long the server may take to print its `samsa listening on` line.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -502,6 +502,20 @@ impl SamsaCluster {
         })
     }
 
+    /// Index of the `__transaction_state` partition holding `txn_id`, as Kafka places
+    /// transactional ids: abs(Java `String.hashCode`) mod the partition count.
+    pub fn txn_partition(&self, txn_id: &str) -> Result<usize> {
+        let count = self.partitions("__transaction_state")?.len();
+        ensure!(count > 0, "__transaction_state has no partitions");
+        let h = txn_id.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+        Ok(if h == i32::MIN { 0 } else { h.abs() } as usize % count)
+    }
+
+    /// How many times `needle` appears in the logs of these nodes (their current processes).
+    pub fn count_in_logs(&self, nodes: &[usize], needle: &str) -> usize {
+        nodes.iter().map(|&n| self.stderr(n).matches(needle).count()).sum()
+    }
+
     /// Waits until Metadata lists `n` live brokers.
     pub fn wait_for_brokers(&self, n: usize, timeout: Duration) -> Result<()> {
         let bootstrap = self.bootstrap();
@@ -871,6 +885,13 @@ pub fn python(script: &str) -> Result<ClientCommand> {
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .args([path]))
+}
+
+/// Any program, run like the client scripts (working directory `tests/clients`): for a
+/// helper binary of this crate, pass `env!("CARGO_BIN_EXE_<name>")`. Gives the same
+/// runners (`run`, `spawn`, and `BackgroundClient::kill9` for crash tests).
+pub fn program(path: impl Into<OsString>) -> ClientCommand {
+    ClientCommand::new(path, clients_dir())
 }
 
 /// Runs a Python script from `tests/clients/` with `args`; fails with its output unless it
