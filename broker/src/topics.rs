@@ -113,6 +113,14 @@ pub struct Transitions {
     pub removed: Vec<Arc<Partition>>,
 }
 
+/// A partition error as a coordinator answers it: a lost leadership is NOT_COORDINATOR.
+pub fn as_coordinator_error(e: ResponseError) -> ResponseError {
+    match e {
+        ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+        other => other,
+    }
+}
+
 /// The partitions this broker holds.
 pub struct TopicManager {
     data_dir: PathBuf,
@@ -196,6 +204,14 @@ impl TopicManager {
                 return Err(ResponseError::RequestTimedOut);
             }
         }
+    }
+
+    /// [`Self::append_as_leader`] then [`Self::wait_replicated`] for a coordinator's own
+    /// state (`__consumer_offsets`, `__transaction_state`): a replica that is no longer the
+    /// leader answers NOT_COORDINATOR, so the client looks the coordinator up again.
+    pub async fn append_coordinator_state(&self, p: &Partition, bytes: Vec<u8>, timeout: std::time::Duration) -> Result<(), ResponseError> {
+        let (end, epoch) = self.append_as_leader(p, bytes).map_err(as_coordinator_error)?;
+        self.wait_replicated(p, end, epoch, timeout, None).await.map_err(as_coordinator_error)
     }
 
     /// Appends encoded batches to a partition this broker leads, on behalf of the broker

@@ -7,7 +7,7 @@ usage: client_interop_produce.py BOOTSTRAP TOPIC CODEC N BASE_TS OUT_FILE
 
 OUT_FILE gets one line per acknowledged record, sorted by (partition, offset):
     PARTITION OFFSET TIMESTAMP KEY VALUE HEADERS
-in client_producer_read.py's encoding: KEY and VALUE are `x` + hex (`x` alone is
+in read_partitions.py's encoding: KEY and VALUE are `x` + hex (`x` alone is
 zero-length) or `-` for NULL; HEADERS is `-` when there are none, else
 `name=VALUE,name=VALUE` with VALUE encoded the same way. The timestamp is the one given
 to produce(). Prints `RESULT produced=N partitions=P`.

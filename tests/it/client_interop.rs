@@ -106,7 +106,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The encoding of `client_producer_read.py` and `client_interop_produce.py`: `x` + hex,
+/// The encoding of `read_partitions.py` and `client_interop_produce.py`: `x` + hex,
 /// or `-` for NULL.
 fn enc(b: Option<&[u8]>) -> String {
     match b {
@@ -1233,7 +1233,7 @@ async fn codec_to_samsa(codec: &str, codec_id: i16) -> Result<()> {
     let ref_path = dir.path().join("kcat-read.txt");
     let ref_out = blocking(|| {
         run_python(
-            "client_producer_read.py",
+            "read_partitions.py",
             &[b.as_str(), kcat_topic.as_str(), ref_path.to_str().unwrap()],
         )
     })?;

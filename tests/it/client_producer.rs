@@ -49,7 +49,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The encoding `client_producer_read.py` uses: `x` + hex, or `-` for NULL.
+/// The encoding `read_partitions.py` uses: `x` + hex, or `-` for NULL.
 fn enc(b: Option<&[u8]>) -> String {
     match b {
         Some(b) => format!("x{}", hex(b)),
@@ -57,7 +57,7 @@ fn enc(b: Option<&[u8]>) -> String {
     }
 }
 
-/// Every record of `topic` as dumped by `client_producer_read.py` (confluent-kafka, no
+/// Every record of `topic` as dumped by `read_partitions.py` (confluent-kafka, no
 /// group, from the beginning to each partition's high watermark), one line per record:
 /// `PARTITION OFFSET TS_TYPE TS KEY VALUE HEADERS`.
 fn read_with_confluent(bootstrap: &str, topic: &str) -> Result<Vec<String>> {
@@ -66,7 +66,7 @@ fn read_with_confluent(bootstrap: &str, topic: &str) -> Result<Vec<String>> {
         .tempdir()?;
     let out_path = dir.path().join("records.txt");
     let out = run_python(
-        "client_producer_read.py",
+        "read_partitions.py",
         &[bootstrap, topic, out_path.to_str().unwrap()],
     )?;
     let lines: Vec<String> = std::fs::read_to_string(&out_path)?

@@ -156,12 +156,12 @@ fn progress(path: &Path) -> usize {
     std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
-/// (partition, offset, value) lines dumped by `cluster_read.py`.
+/// (partition, offset, value) lines dumped by `read_partitions.py ... values`.
 fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<(i32, i64, String)>> {
     let dir = tempfile::Builder::new().prefix("samsa-cluster-read-").tempdir()?;
     let out_path = dir.path().join("records.txt");
-    let out = python("cluster_read.py")?
-        .args([bootstrap, topic, out_path.to_str().unwrap()])
+    let out = python("read_partitions.py")?
+        .args([bootstrap, topic, out_path.to_str().unwrap(), "values"])
         .timeout(Duration::from_secs(180))
         .run()?;
     eprintln!("reader: {:?}", out.result()?);

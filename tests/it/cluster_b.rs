@@ -166,30 +166,11 @@ fn stderr_lines(cluster: &SamsaCluster, id: usize, needle: &str) -> Vec<String> 
         .collect()
 }
 
-/// `text` without ANSI colour sequences (the brokers' log lines are coloured).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// (node that logged it, fenced broker, log line) for every "fencing broker" decision.
 fn fencings(cluster: &SamsaCluster) -> Vec<(usize, i32, String)> {
     let mut out = Vec::new();
     for id in 1..=3 {
         for line in stderr_lines(cluster, id, "fencing broker") {
-            let line = strip_ansi(&line);
             let broker = line
                 .rsplit("broker=")
                 .next()
@@ -199,12 +180,6 @@ fn fencings(cluster: &SamsaCluster) -> Vec<(usize, i32, String)> {
         }
     }
     out
-}
-
-/// Java's `String.hashCode`, for the `__consumer_offsets` partition of a group.
-fn java_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -398,10 +373,7 @@ fn cluster_frozen_leader_is_fenced_and_steps_down() -> Result<()> {
         "holes in the partitions:\n{}",
         out.stderr
     );
-    let truncated: Vec<String> = stderr_lines(&cluster, frozen, "truncated divergent log tail")
-        .iter()
-        .map(|l| strip_ansi(l))
-        .collect();
+    let truncated: Vec<String> = stderr_lines(&cluster, frozen, "truncated divergent log tail");
     eprintln!("node {frozen} truncation lines: {truncated:#?}");
     eprintln!(
         "cluster_frozen_leader_is_fenced_and_steps_down: failover {failover_time:?}, rejoin {rejoin_time:?}, total {:?}",
@@ -748,8 +720,7 @@ fn cluster_group_survives_coordinator_kill9() -> Result<()> {
                 .get("__consumer_offsets")
                 .context("no __consumer_offsets")?
                 .partitions;
-            let h = java_hash(group);
-            let index = (if h == i32::MIN { 0 } else { h.abs() }) as usize % parts.len();
+            let index = samsa_tests::kafka_partition_of(group, parts.len());
             Ok((node, parts[index].leader))
         })?;
     ensure!(coordinator == offsets_leader, "FindCoordinator says {coordinator}, the group's offsets partition is led by {offsets_leader}");

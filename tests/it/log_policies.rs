@@ -189,24 +189,6 @@ fn total_bytes(segs: &[(i64, u64)]) -> u64 {
     segs.iter().map(|&(_, len)| len).sum()
 }
 
-/// Removes ANSI colour sequences (the server's log may be coloured).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn padded(prefix: &str, len: usize) -> String {
     format!("{prefix}-{}", "x".repeat(len))
 }
@@ -484,7 +466,7 @@ fn compaction_keeps_last_value_per_key_and_expires_tombstones() -> Result<()> {
         .collect();
     ensure!(leftovers.is_empty(), "cleaner left {leftovers:?}");
     ensure!(
-        strip_ansi(&server.stderr()).contains("compacted"),
+        server.stderr().contains("compacted"),
         "the server never logged a compaction"
     );
     server.terminate()
@@ -527,7 +509,7 @@ fn consumer_reading_through_compaction_sees_increasing_offsets() -> Result<()> {
         final_records < records / 4,
         "the final pass read {final_records} of {records} records: little was compacted"
     );
-    let compactions = strip_ansi(&server.stderr()).matches("compacted").count();
+    let compactions = server.stderr().matches("compacted").count();
     ensure!(
         compactions >= 2,
         "the server logged {compactions} compactions"
@@ -618,7 +600,7 @@ fn torn_segment_recovers_to_last_whole_batch() -> Result<()> {
         .set_len(cut as u64)?;
 
     let mut server = server.restart_builder().start()?;
-    let stderr = strip_ansi(&server.stderr());
+    let stderr = server.stderr();
     ensure!(
         stderr.contains("torn") && stderr.contains(&format!("truncated_bytes={dropped}")),
         "the restarted server does not report dropping {dropped} bytes; stderr:\n{stderr}"

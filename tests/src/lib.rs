@@ -47,6 +47,13 @@ pub fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
 }
 
+/// The partition of an internal topic that holds a group or transactional id, as Kafka
+/// places them: abs(Java `String.hashCode(key)`) mod `count`.
+pub fn kafka_partition_of(key: &str, count: usize) -> usize {
+    let h = key.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+    (if h == i32::MIN { 0 } else { h.abs() }) as usize % count
+}
+
 /// Locates the `samsa` binary: `$SAMSA_BIN`, else `$CARGO_TARGET_DIR/debug/samsa`, else
 /// `target/debug/samsa` under the workspace root.
 pub fn samsa_bin() -> Result<PathBuf> {
@@ -507,8 +514,7 @@ impl SamsaCluster {
     pub fn txn_partition(&self, txn_id: &str) -> Result<usize> {
         let count = self.partitions("__transaction_state")?.len();
         ensure!(count > 0, "__transaction_state has no partitions");
-        let h = txn_id.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
-        Ok(if h == i32::MIN { 0 } else { h.abs() } as usize % count)
+        Ok(kafka_partition_of(txn_id, count))
     }
 
     /// How many times `needle` appears in the logs of these nodes (their current processes).

@@ -18,7 +18,7 @@ use samsa_client::wire::batch::{encode_plain, PlainRecord};
 
 pub use state::{Group, JoinRequest, JoinResult, Reply, State, SyncResult};
 
-use crate::topics::{Partition, TopicManager, OFFSETS_TOPIC};
+use crate::topics::{as_coordinator_error, Partition, TopicManager, OFFSETS_TOPIC};
 use crate::now_ms;
 
 /// How long an offset commit waits for the in-sync replicas.
@@ -266,17 +266,11 @@ impl Coordinator {
         RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).map_err(|_| ResponseError::UnknownServerError)?;
         let (end, epoch) = {
             let mut pending = self.pending.lock().expect("pending lock");
-            let written = self.topics.append_as_leader(&partition, buf.to_vec()).map_err(|e| match e {
-                ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
-                other => other,
-            })?;
+            let written = self.topics.append_as_leader(&partition, buf.to_vec()).map_err(as_coordinator_error)?;
             pending.entry(group_id.to_string()).or_default().entry(producer_id).or_default().extend(offsets);
             written
         };
-        self.topics.wait_replicated(&partition, end, epoch, COMMIT_TIMEOUT, None).await.map_err(|e| match e {
-            ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
-            other => other,
-        })
+        self.topics.wait_replicated(&partition, end, epoch, COMMIT_TIMEOUT, None).await.map_err(as_coordinator_error)
     }
 
     /// A transaction marker for `producer_id` reached offsets partition `index`: its
@@ -327,10 +321,7 @@ impl Coordinator {
         let now = now_ms();
         let plain: Vec<PlainRecord> = records.into_iter().map(|(k, v)| (Some(k), v, now)).collect();
         let bytes = encode_plain(&plain, Compression::None).map_err(|_| ResponseError::UnknownServerError)?;
-        let (end, epoch) = self.topics.append_as_leader(&partition, bytes).map_err(|e| match e {
-            ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
-            other => other,
-        })?;
+        let (end, epoch) = self.topics.append_as_leader(&partition, bytes).map_err(as_coordinator_error)?;
         Ok(Some((partition, end, epoch)))
     }
 
@@ -449,10 +440,7 @@ impl Coordinator {
             written
         };
         if let Some((p, end, epoch)) = written {
-            self.topics.wait_replicated(&p, end, epoch, COMMIT_TIMEOUT, None).await.map_err(|e| match e {
-                ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
-                other => other,
-            })?;
+            self.topics.wait_replicated(&p, end, epoch, COMMIT_TIMEOUT, None).await.map_err(as_coordinator_error)?;
         }
         Ok(())
     }

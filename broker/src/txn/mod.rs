@@ -79,9 +79,6 @@ fn decode_txn_key(k: &[u8]) -> Option<String> {
     String::from_utf8(body.to_vec()).ok()
 }
 
-/// A failed transaction operation: Kafka's error code and a message for the log.
-pub type TxnError = ResponseError;
-
 /// Releases a transactional id's write claim when dropped, so every exit path frees it.
 struct Claim<'a> {
     coordinator: &'a TxnCoordinator,
@@ -114,7 +111,7 @@ impl TxnCoordinator {
     }
 
     /// The partition holding `id` and the coordinator epoch, if this broker coordinates it.
-    fn owner(&self, id: &str) -> Result<(Arc<Partition>, i32), TxnError> {
+    fn owner(&self, id: &str) -> Result<(Arc<Partition>, i32), ResponseError> {
         if id.is_empty() {
             return Err(ResponseError::InvalidRequest);
         }
@@ -127,7 +124,7 @@ impl TxnCoordinator {
         }
     }
 
-    fn claim(&self, id: &str) -> Result<Claim<'_>, TxnError> {
+    fn claim(&self, id: &str) -> Result<Claim<'_>, ResponseError> {
         if !self.busy.lock().expect("busy lock").insert(id.to_string()) {
             return Err(ResponseError::ConcurrentTransactions);
         }
@@ -140,16 +137,11 @@ impl TxnCoordinator {
 
     /// Writes `meta` (or a tombstone) for `id` and waits for the in-sync replicas; the
     /// in-memory state changes only once the write is durable.
-    async fn persist(&self, id: &str, meta: Option<&TxnMeta>) -> Result<(), TxnError> {
+    async fn persist(&self, id: &str, meta: Option<&TxnMeta>) -> Result<(), ResponseError> {
         let (p, _) = self.owner(id)?;
         let value = meta.map(|m| Bytes::from(serde_json::to_vec(m).expect("state serializes")));
         let bytes = encode_plain(&[(Some(txn_key(id)), value, now_ms())], Compression::None).map_err(|_| ResponseError::UnknownServerError)?;
-        let not_coordinator = |e| match e {
-            ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
-            other => other,
-        };
-        let (end, epoch) = self.topics.append_as_leader(&p, bytes).map_err(not_coordinator)?;
-        self.topics.wait_replicated(&p, end, epoch, WRITE_TIMEOUT, None).await.map_err(not_coordinator)?;
+        self.topics.append_coordinator_state(&p, bytes, WRITE_TIMEOUT).await?;
         let mut txns = self.txns.lock().expect("txns lock");
         match meta {
             Some(m) => txns.insert(id.to_string(), m.clone()),
@@ -160,7 +152,7 @@ impl TxnCoordinator {
 
     /// InitProducerId with a transactional id: the producer id and (bumped) epoch. An open
     /// transaction is aborted first, answered with CONCURRENT_TRANSACTIONS (retry).
-    pub async fn init_producer_id(self: &Arc<Self>, state: &Arc<BrokerState>, id: &str, timeout_ms: i32, given: Option<(i64, i16)>) -> Result<(i64, i16), TxnError> {
+    pub async fn init_producer_id(self: &Arc<Self>, state: &Arc<BrokerState>, id: &str, timeout_ms: i32, given: Option<(i64, i16)>) -> Result<(i64, i16), ResponseError> {
         let max = state.config.int("transaction.max.timeout.ms");
         if timeout_ms <= 0 || i64::from(timeout_ms) > max {
             return Err(ResponseError::InvalidTransactionTimeout);
@@ -196,7 +188,7 @@ impl TxnCoordinator {
     }
 
     /// AddPartitionsToTxn (and AddOffsetsToTxn, with the group's offsets partition).
-    pub async fn add_partitions(&self, id: &str, producer_id: i64, epoch: i16, partitions: &[(String, i32)]) -> Result<(), TxnError> {
+    pub async fn add_partitions(&self, id: &str, producer_id: i64, epoch: i16, partitions: &[(String, i32)]) -> Result<(), ResponseError> {
         self.owner(id)?;
         let _claim = self.claim(id)?;
         let m = self.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
@@ -207,7 +199,7 @@ impl TxnCoordinator {
     }
 
     /// EndTxn: writes the prepared state, answers, and leaves the markers to a task.
-    pub async fn end_txn(self: &Arc<Self>, state: &Arc<BrokerState>, id: &str, producer_id: i64, epoch: i16, commit: bool) -> Result<(), TxnError> {
+    pub async fn end_txn(self: &Arc<Self>, state: &Arc<BrokerState>, id: &str, producer_id: i64, epoch: i16, commit: bool) -> Result<(), ResponseError> {
         self.owner(id)?;
         let claim = self.claim(id)?;
         let m = self.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
@@ -232,7 +224,7 @@ impl TxnCoordinator {
         });
     }
 
-    async fn complete(&self, state: &Arc<BrokerState>, id: &str) -> Result<(), TxnError> {
+    async fn complete(&self, state: &Arc<BrokerState>, id: &str) -> Result<(), ResponseError> {
         let delay = state.config.ms("transaction.marker.delay.ms");
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -446,7 +438,7 @@ impl TxnCoordinator {
     }
 
     /// One transactional id's state, if this broker coordinates it.
-    pub fn describe(&self, id: &str) -> Result<TxnMeta, TxnError> {
+    pub fn describe(&self, id: &str) -> Result<TxnMeta, ResponseError> {
         self.owner(id)?;
         self.get(id).ok_or(ResponseError::TransactionalIdNotFound)
     }

@@ -1,12 +1,16 @@
-"""confluent-kafka reader for the cluster tests: reads every partition of a topic from the
-beginning up to its high watermark (no consumer group) and dumps each record.
+"""confluent-kafka reader for the end-to-end tests: reads every partition of a topic from
+the beginning up to its high watermark (no consumer group) and dumps each record.
 
-usage: cluster_read.py BOOTSTRAP TOPIC OUT_FILE
+usage: read_partitions.py BOOTSTRAP TOPIC OUT_FILE [full|values]
 
-OUT_FILE gets one line per record, partition by partition in offset order:
-    PARTITION OFFSET VALUE
-with VALUE decoded as UTF-8 (`-` for NULL). Prints `RESULT consumed=N partitions=P
-high=p:hw,p:hw,...`.
+One line per record in OUT_FILE, partitions in order, offsets ascending:
+- `full` (the default): `PARTITION OFFSET TIMESTAMP_TYPE TIMESTAMP KEY VALUE HEADERS`, with
+  KEY and VALUE as `x` followed by hex (so `x` alone is zero-length) or `-` for NULL;
+  HEADERS is `-` when there are none, else `name=VALUE,name=VALUE` with VALUE encoded the
+  same way. TIMESTAMP_TYPE is 1 for CreateTime, 2 for LogAppendTime.
+- `values`: `PARTITION OFFSET VALUE`, VALUE decoded as UTF-8 (`-` for NULL).
+Prints `RESULT consumed=N partitions=P high=p:hw,p:hw,...`. Watermark lookups are retried
+(a cluster may still be moving leaders) for up to 120 s.
 """
 
 import sys
@@ -17,12 +21,29 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from samsa_common import check, log, result
 
 bootstrap, topic, out_file = sys.argv[1:4]
+fmt = sys.argv[4] if len(sys.argv) > 4 else "full"
+check(fmt in ("full", "values"), f"unknown format {fmt}")
 DEADLINE_S = 120.0
 deadline = time.monotonic() + DEADLINE_S
 
+
+def enc(b):
+    return "-" if b is None else "x" + b.hex()
+
+
+def line(msg):
+    p, v = msg.partition(), msg.value()
+    if fmt == "values":
+        return f"{p} {msg.offset()} {'-' if v is None else v.decode()}"
+    ts_type, ts = msg.timestamp()
+    headers = msg.headers()
+    hdrs = "-" if not headers else ",".join(f"{k}={enc(h)}" for k, h in headers)
+    return f"{p} {msg.offset()} {ts_type} {ts} {enc(msg.key())} {enc(v)} {hdrs}"
+
+
 consumer = Consumer({
     "bootstrap.servers": bootstrap,
-    "group.id": "cluster-reader",  # required by librdkafka; never joined or committed
+    "group.id": "partition-reader",  # required by librdkafka; never joined or committed
     "enable.auto.commit": False,
     "enable.partition.eof": True,
     "auto.offset.reset": "earliest",
@@ -60,8 +81,7 @@ while len(done) < len(partitions):
         p = msg.partition()
         if msg.offset() >= high[p]:
             continue
-        v = msg.value()
-        records[p].append(f"{p} {msg.offset()} {'-' if v is None else v.decode()}")
+        records[p].append(line(msg))
         if msg.offset() + 1 >= high[p]:
             done.add(p)
 consumer.close()
@@ -69,7 +89,7 @@ consumer.close()
 n = 0
 with open(out_file, "w") as f:
     for p in partitions:
-        for line in records[p]:
-            f.write(line + "\n")
+        for rec in records[p]:
+            f.write(rec + "\n")
             n += 1
 result(consumed=n, partitions=len(partitions), high=",".join(f"{p}:{high[p]}" for p in partitions))
