@@ -28,4 +28,4 @@ pub mod wire;
 pub use admin::{Admin, AdminConfig};
 pub use error::{Error, Result};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, GroupMetadata, IsolationLevel, OffsetReset, RebalanceListener, TopicPartition};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, CustomAssignor, GroupMetadata, IsolationLevel, MemberAssignment, MemberSubscription, OffsetReset, RebalanceListener, TopicPartition};

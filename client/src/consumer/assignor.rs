@@ -2,7 +2,9 @@
 //! leader (a client) runs one over every member's subscription. `range` matches the Java
 //! client's RangeAssignor; `cooperative-sticky` keeps partitions where they are, balances
 //! the rest, and withholds any partition that changes owner for one round (KIP-429), so
-//! the old owner revokes it before the new owner gets it.
+//! the old owner revokes it before the new owner gets it. An application can plug in its
+//! own [`CustomAssignor`] (eager), which exchanges user data with every member, as Kafka
+//! Streams' assignor does.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -56,10 +58,49 @@ pub struct MemberSubscription {
     pub topics: Vec<String>,
     /// Partitions the member owns now (cooperative protocols).
     pub owned: Vec<TopicPartition>,
+    /// User data the member's assignor sent (empty for the built-in ones).
+    pub user_data: Bytes,
 }
 
-/// Encodes a subscription (version 1: topics, user data, owned partitions).
-pub fn encode_subscription(topics: &[String], owned: &[TopicPartition]) -> Bytes {
+/// What the leader gives one member: partitions plus assignor-specific user data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberAssignment {
+    /// Partitions the member consumes in this generation.
+    pub partitions: Vec<TopicPartition>,
+    /// Data for the member's [`CustomAssignor::on_assignment`] (empty for the built-in ones).
+    pub user_data: Bytes,
+}
+
+/// An application-supplied assignor, set with [`ConsumerConfig::custom_assignor`]; the
+/// group then uses it alone. Eager protocol: every rebalance revokes all partitions
+/// before joining, like `range`. Its methods run on the consumer's background task, so
+/// keep them short.
+///
+/// [`ConsumerConfig::custom_assignor`]: super::ConsumerConfig::custom_assignor
+pub trait CustomAssignor: Send + Sync + std::fmt::Debug {
+    /// Protocol name on the wire, e.g. "stream".
+    fn name(&self) -> &str;
+    /// The user data this member puts in its subscription; called at every join.
+    fn subscription_user_data(&self) -> Bytes;
+    /// Runs on the group leader over every member's subscription; `partitions` gives each
+    /// subscribed topic's partition count. Must return an entry for every member (a
+    /// member left out gets an empty assignment).
+    fn assign(&self, members: &[MemberSubscription], partitions: &HashMap<String, i32>) -> BTreeMap<String, MemberAssignment>;
+    /// Called on every member with its own assignment and the new generation, after
+    /// SyncGroup and before [`RebalanceListener::on_partitions_assigned`].
+    ///
+    /// [`RebalanceListener::on_partitions_assigned`]: super::RebalanceListener::on_partitions_assigned
+    fn on_assignment(&self, assignment: &MemberAssignment, generation: i32);
+}
+
+/// Empty user data goes on the wire as null, as the built-in assignors always sent it.
+fn nullable(user_data: &[u8]) -> Option<Bytes> {
+    (!user_data.is_empty()).then(|| Bytes::copy_from_slice(user_data))
+}
+
+/// Encodes a subscription (version 1: topics, user data, owned partitions); empty
+/// `user_data` is sent as null.
+pub fn encode_subscription(topics: &[String], owned: &[TopicPartition], user_data: &[u8]) -> Bytes {
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for tp in owned {
         by_topic.entry(&tp.topic).or_default().push(tp.partition);
@@ -71,7 +112,8 @@ pub fn encode_subscription(topics: &[String], owned: &[TopicPartition]) -> Bytes
                 .into_iter()
                 .map(|(t, ps)| OwnedTp::default().with_topic(TopicName(StrBytes::from_string(t.to_string()))).with_partitions(ps))
                 .collect(),
-        );
+        )
+        .with_user_data(nullable(user_data));
     let mut buf = BytesMut::new();
     buf.put_i16(1);
     sub.encode(&mut buf, 1).expect("a v1 subscription always encodes");
@@ -94,31 +136,46 @@ pub fn decode_subscription(member_id: &str, mut bytes: Bytes) -> Option<MemberSu
             .iter()
             .flat_map(|o| o.partitions.iter().map(move |p| TopicPartition::new(o.topic.0.to_string(), *p)))
             .collect(),
+        user_data: sub.user_data.unwrap_or_default(),
     })
 }
 
-/// Encodes an assignment (version 0, which every client reads).
+/// Encodes an assignment without user data (version 0, which every client reads).
 pub fn encode_assignment(partitions: &[TopicPartition]) -> Bytes {
+    encode_member_assignment(partitions, &[])
+}
+
+/// Encodes an assignment with user data (version 0); empty `user_data` is sent as null,
+/// so the bytes equal [`encode_assignment`]'s.
+pub fn encode_member_assignment(partitions: &[TopicPartition], user_data: &[u8]) -> Bytes {
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for tp in partitions {
         by_topic.entry(&tp.topic).or_default().push(tp.partition);
     }
-    let a = ConsumerProtocolAssignment::default().with_assigned_partitions(
-        by_topic
-            .into_iter()
-            .map(|(t, ps)| AssignedTp::default().with_topic(TopicName(StrBytes::from_string(t.to_string()))).with_partitions(ps))
-            .collect(),
-    );
+    let a = ConsumerProtocolAssignment::default()
+        .with_assigned_partitions(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| AssignedTp::default().with_topic(TopicName(StrBytes::from_string(t.to_string()))).with_partitions(ps))
+                .collect(),
+        )
+        .with_user_data(nullable(user_data));
     let mut buf = BytesMut::new();
     buf.put_i16(0);
     a.encode(&mut buf, 0).expect("a v0 assignment always encodes");
     buf.freeze()
 }
 
-/// Decodes an assignment; empty bytes mean no partitions.
-pub fn decode_assignment(mut bytes: Bytes) -> Option<Vec<TopicPartition>> {
+/// Decodes an assignment's partitions; empty bytes mean no partitions.
+pub fn decode_assignment(bytes: Bytes) -> Option<Vec<TopicPartition>> {
+    decode_member_assignment(bytes).map(|a| a.partitions)
+}
+
+/// Decodes an assignment with its user data (empty when null); empty bytes mean no
+/// partitions; `None` when the bytes are not a consumer assignment.
+pub fn decode_member_assignment(mut bytes: Bytes) -> Option<MemberAssignment> {
     if bytes.remaining() < 2 {
-        return Some(Vec::new());
+        return Some(MemberAssignment::default());
     }
     // Newer versions only add fields at the end: read them as the newest known one.
     let version = bytes.get_i16();
@@ -126,12 +183,14 @@ pub fn decode_assignment(mut bytes: Bytes) -> Option<Vec<TopicPartition>> {
         return None;
     }
     let a = ConsumerProtocolAssignment::decode(&mut bytes, version.min(ConsumerProtocolAssignment::VERSIONS.max)).ok()?;
-    Some(
-        a.assigned_partitions
+    Some(MemberAssignment {
+        partitions: a
+            .assigned_partitions
             .iter()
             .flat_map(|t| t.partitions.iter().map(move |p| TopicPartition::new(t.topic.0.to_string(), *p)))
             .collect(),
-    )
+        user_data: a.user_data.unwrap_or_default(),
+    })
 }
 
 /// Runs `assignor` over the members. `partitions` gives each topic's partition count;
@@ -251,6 +310,7 @@ mod tests {
             member_id: id.into(),
             topics: topics.iter().map(|t| t.to_string()).collect(),
             owned: owned.iter().map(|(t, p)| TopicPartition::new(*t, *p)).collect(),
+            user_data: Bytes::new(),
         }
     }
 
@@ -300,12 +360,55 @@ mod tests {
     #[test]
     fn subscription_and_assignment_round_trip() {
         let owned = [TopicPartition::new("t", 2), TopicPartition::new("t", 0)];
-        let sub = decode_subscription("m", encode_subscription(&["t".into(), "u".into()], &owned)).unwrap();
+        let sub = decode_subscription("m", encode_subscription(&["t".into(), "u".into()], &owned, &[])).unwrap();
         assert_eq!(sub.topics, vec!["t", "u"]);
         assert_eq!(sub.owned.len(), 2);
         let tps = vec![TopicPartition::new("t", 1), TopicPartition::new("u", 0)];
         assert_eq!(decode_assignment(encode_assignment(&tps)).unwrap(), tps);
         assert_eq!(decode_assignment(Bytes::new()).unwrap(), vec![]);
         assert!(decode_subscription("m", Bytes::from_static(&[0, 0, 0xff])).is_none());
+    }
+
+    #[test]
+    fn user_data_round_trips() {
+        let owned = [TopicPartition::new("t", 0)];
+        let sub = decode_subscription("m", encode_subscription(&["t".into()], &owned, b"tasks: 0_1")).unwrap();
+        assert_eq!(sub.user_data, Bytes::from_static(b"tasks: 0_1"));
+        assert_eq!(sub.topics, vec!["t"]);
+        assert_eq!(sub.owned, owned);
+        let tps = vec![TopicPartition::new("t", 1), TopicPartition::new("u", 0)];
+        let a = decode_member_assignment(encode_member_assignment(&tps, b"\x00\x01active")).unwrap();
+        assert_eq!(a, MemberAssignment { partitions: tps.clone(), user_data: Bytes::from_static(b"\x00\x01active") });
+        // The partitions-only decoder (admin's describe) still reads it.
+        assert_eq!(decode_assignment(encode_member_assignment(&tps, b"x")).unwrap(), tps);
+    }
+
+    #[test]
+    fn empty_user_data_is_null_on_the_wire_and_empty_when_decoded() {
+        let tps = vec![TopicPartition::new("t", 1)];
+        // Byte-for-byte what the built-in assignors sent before user data existed.
+        assert_eq!(encode_member_assignment(&tps, &[]), encode_assignment(&tps));
+        let with_null = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![AssignedTp::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![1])]);
+        let mut expected = BytesMut::new();
+        expected.put_i16(0);
+        with_null.encode(&mut expected, 0).unwrap();
+        assert_eq!(encode_assignment(&tps), expected.freeze());
+        let sub = encode_subscription(&["t".into()], &[], &[]);
+        let raw = ConsumerProtocolSubscription::decode(&mut sub.slice(2..), 1).unwrap();
+        assert_eq!(raw.user_data, None);
+        assert_eq!(decode_subscription("m", sub).unwrap().user_data, Bytes::new());
+        assert_eq!(decode_member_assignment(encode_assignment(&tps)).unwrap().user_data, Bytes::new());
+        assert_eq!(decode_member_assignment(Bytes::new()).unwrap(), MemberAssignment::default());
+        // A Java member's subscription at version 0 (no owned partitions) with user data.
+        let mut v0 = BytesMut::new();
+        v0.put_i16(0);
+        ConsumerProtocolSubscription::default()
+            .with_topics(vec![StrBytes::from_static_str("t")])
+            .with_user_data(Some(Bytes::from_static(b"u")))
+            .encode(&mut v0, 0)
+            .unwrap();
+        assert_eq!(decode_subscription("m", v0.freeze()).unwrap().user_data, Bytes::from_static(b"u"));
     }
 }

@@ -1,8 +1,9 @@
 //! Consumer settings, by Kafka's property names and as a typed builder.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::assignor::Assignor;
+use super::assignor::{Assignor, CustomAssignor};
 use crate::config::{parse, parse_bool, parse_ms, unknown_key, CommonConfig};
 use crate::error::{Error, Result};
 
@@ -71,6 +72,9 @@ pub struct ConsumerConfig {
     pub isolation_level: IsolationLevel,
     /// `partition.assignment.strategy`, in order of preference.
     pub assignors: Vec<Assignor>,
+    /// An application's assignor; when set, the member offers only it (and `assignors`
+    /// is ignored).
+    pub custom_assignor: Option<Arc<dyn CustomAssignor>>,
     /// `allow.auto.create.topics`.
     pub allow_auto_create_topics: bool,
 }
@@ -94,6 +98,7 @@ impl Default for ConsumerConfig {
             max_partition_fetch_bytes: 1024 * 1024,
             isolation_level: IsolationLevel::ReadUncommitted,
             assignors: vec![Assignor::Range, Assignor::CooperativeSticky],
+            custom_assignor: None,
             allow_auto_create_topics: true,
         }
     }
@@ -193,6 +198,12 @@ impl ConsumerConfig {
     /// Builder: `partition.assignment.strategy`.
     pub fn assignors(mut self, assignors: Vec<Assignor>) -> Self {
         self.assignors = assignors;
+        self
+    }
+
+    /// Builder: an application's assignor, offered alone in place of `assignors`.
+    pub fn custom_assignor(mut self, assignor: Arc<dyn CustomAssignor>) -> Self {
+        self.custom_assignor = Some(assignor);
         self
     }
 

@@ -1,12 +1,15 @@
 //! The group task: finds the coordinator, joins and syncs (running the assignor when
 //! this member leads), heartbeats, auto-commits, and handles rebalances, eager (`range`:
 //! revoke everything first) or cooperative (`cooperative-sticky`: revoke only what moves).
+//! An application's [`CustomAssignor`] is eager, and its user data travels with each
+//! subscription and assignment.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
@@ -14,10 +17,49 @@ use kafka_protocol::messages::{GroupId, HeartbeatRequest, JoinGroupRequest, Leav
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::assignor::{self, Assignor};
+use super::assignor::{self, Assignor, CustomAssignor, MemberAssignment, MemberSubscription};
 use super::{committer, offsets, positions, Inner, PartState, State, Subscription, TopicPartition};
 use crate::error::{Error, Result};
 use crate::net::Connection;
+
+/// The protocol of a generation: a built-in assignor or the application's.
+#[derive(Debug, Clone)]
+pub(crate) enum Protocol {
+    Builtin(Assignor),
+    Custom(Arc<dyn CustomAssignor>),
+}
+
+impl Protocol {
+    fn name(&self) -> &str {
+        match self {
+            Protocol::Builtin(a) => a.name(),
+            Protocol::Custom(c) => c.name(),
+        }
+    }
+
+    /// Whether members keep their partitions through a rebalance (custom ones do not).
+    fn is_cooperative(&self) -> bool {
+        matches!(self, Protocol::Builtin(a) if a.is_cooperative())
+    }
+}
+
+/// Completes a custom assignor's plan: a member it left out gets an empty assignment,
+/// and an entry for a member not in the group is dropped.
+fn complete_plan(name: &str, members: &[MemberSubscription], mut plan: BTreeMap<String, MemberAssignment>) -> BTreeMap<String, MemberAssignment> {
+    let mut out = BTreeMap::new();
+    for m in members {
+        let a = plan.remove(&m.member_id).unwrap_or_else(|| {
+            tracing::warn!(assignor = name, member = %m.member_id, "the custom assignor gave this member no entry; it gets an empty assignment");
+            MemberAssignment::default()
+        });
+        out.insert(m.member_id.clone(), a);
+    }
+    if !plan.is_empty() {
+        let unknown: Vec<&String> = plan.keys().collect();
+        tracing::warn!(assignor = name, ?unknown, "the custom assignor assigned to members that are not in the group; dropped");
+    }
+    out
+}
 
 fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -311,7 +353,7 @@ async fn join_and_sync(inner: &Inner, subscription: &Subscription) -> Result<BTr
     // Eager protocols give everything back before joining.
     let (eager_before, owned): (bool, Vec<TopicPartition>) = {
         let st = inner.state.lock().unwrap();
-        (st.protocol.is_none_or(|p| !p.is_cooperative()), st.parts.keys().cloned().collect())
+        (st.protocol.as_ref().is_none_or(|p| !p.is_cooperative()), st.parts.keys().cloned().collect())
     };
     let owned = if eager_before && !owned.is_empty() {
         // Freeze first: `poll` could otherwise hand out records while the commit below is
@@ -333,12 +375,20 @@ async fn join_and_sync(inner: &Inner, subscription: &Subscription) -> Result<BTr
 
     let conn = coordinator(inner).await?;
     let join_version = conn.version::<JoinGroupRequest>(2, 7)?;
-    let protocols: Vec<JoinGroupRequestProtocol> = config
-        .assignors
+    // A custom assignor is offered alone; its user data is asked for afresh at every join.
+    let offered: Vec<Protocol> = match &config.custom_assignor {
+        Some(c) => vec![Protocol::Custom(c.clone())],
+        None => config.assignors.iter().map(|a| Protocol::Builtin(*a)).collect(),
+    };
+    let protocols: Vec<JoinGroupRequestProtocol> = offered
         .iter()
-        .map(|a| {
-            let owned_here: &[TopicPartition] = if a.is_cooperative() { &owned } else { &[] };
-            JoinGroupRequestProtocol::default().with_name(sb(a.name())).with_metadata(assignor::encode_subscription(&topic_list, owned_here))
+        .map(|p| {
+            let owned_here: &[TopicPartition] = if p.is_cooperative() { &owned } else { &[] };
+            let user_data = match p {
+                Protocol::Builtin(_) => Bytes::new(),
+                Protocol::Custom(c) => c.subscription_user_data(),
+            };
+            JoinGroupRequestProtocol::default().with_name(sb(p.name())).with_metadata(assignor::encode_subscription(&topic_list, owned_here, &user_data))
         })
         .collect();
     let join = loop {
@@ -365,9 +415,16 @@ async fn join_and_sync(inner: &Inner, subscription: &Subscription) -> Result<BTr
     };
     let member_id = join.member_id.to_string();
     let protocol_name = join.protocol_name.as_ref().map(|s| s.to_string()).unwrap_or_default();
-    let protocol = Assignor::parse(&protocol_name).ok_or_else(|| Error::Protocol {
+    let chosen = match &config.custom_assignor {
+        Some(c) => (c.name() == protocol_name).then(|| Protocol::Custom(c.clone())),
+        None => Assignor::parse(&protocol_name).map(Protocol::Builtin),
+    };
+    let protocol = chosen.ok_or_else(|| Error::Protocol {
         addr: conn.addr().to_string(),
-        reason: format!("the group chose assignor `{protocol_name}`, which this client does not know"),
+        reason: format!(
+            "the group chose assignor `{protocol_name}`, which this member did not offer (it offered {:?}); give every member of the group the same assignors",
+            offered.iter().map(Protocol::name).collect::<Vec<_>>()
+        ),
     })?;
     {
         let mut st = inner.state.lock().unwrap();
@@ -375,14 +432,24 @@ async fn join_and_sync(inner: &Inner, subscription: &Subscription) -> Result<BTr
         st.generation = join.generation_id;
     }
     let assignments: Vec<SyncGroupRequestAssignment> = if join.leader.as_str() == member_id {
-        let members: Vec<assignor::MemberSubscription> =
+        let members: Vec<MemberSubscription> =
             join.members.iter().filter_map(|m| assignor::decode_subscription(m.member_id.as_str(), m.metadata.clone())).collect();
         let all_topics: Vec<String> = members.iter().flat_map(|m| m.topics.iter().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
         let md = inner.cluster.refresh(Some(&all_topics), config.allow_auto_create_topics).await?;
         let counts: HashMap<String, i32> = md.topics.iter().filter(|(t, _)| all_topics.contains(t)).map(|(t, i)| (t.clone(), i.partitions.len() as i32)).collect();
-        let plan = assignor::assign(protocol, &members, &counts);
+        let plan: BTreeMap<String, MemberAssignment> = match &protocol {
+            Protocol::Builtin(a) => assignor::assign(*a, &members, &counts)
+                .into_iter()
+                .map(|(m, partitions)| (m, MemberAssignment { partitions, user_data: Bytes::new() }))
+                .collect(),
+            Protocol::Custom(c) => complete_plan(c.name(), &members, c.assign(&members, &counts)),
+        };
         tracing::debug!(generation = join.generation_id, ?plan, "leader assigned partitions");
-        plan.into_iter().map(|(m, tps)| SyncGroupRequestAssignment::default().with_member_id(sb(&m)).with_assignment(assignor::encode_assignment(&tps))).collect()
+        plan.into_iter()
+            .map(|(m, a)| {
+                SyncGroupRequestAssignment::default().with_member_id(sb(&m)).with_assignment(assignor::encode_member_assignment(&a.partitions, &a.user_data))
+            })
+            .collect()
     } else {
         Vec::new()
     };
@@ -411,15 +478,17 @@ async fn join_and_sync(inner: &Inner, subscription: &Subscription) -> Result<BTr
         }
         Some(error) => return Err(Error::Broker { error, context: format!("sync group `{group}`") }),
     }
-    let assigned: BTreeSet<TopicPartition> = assignor::decode_assignment(sync.assignment.clone())
-        .ok_or_else(|| Error::Protocol { addr: conn.addr().to_string(), reason: "the group leader sent an assignment that does not decode".into() })?
-        .into_iter()
-        .collect();
-    apply(inner, protocol, assigned).await;
+    let assignment = assignor::decode_member_assignment(sync.assignment.clone())
+        .ok_or_else(|| Error::Protocol { addr: conn.addr().to_string(), reason: "the group leader sent an assignment that does not decode".into() })?;
+    // The custom assignor learns its tasks before the listener hears of the partitions.
+    if let Protocol::Custom(c) = &protocol {
+        c.on_assignment(&assignment, join.generation_id);
+    }
+    apply(inner, protocol, assignment.partitions.into_iter().collect()).await;
     Ok(topics)
 }
 
-async fn apply(inner: &Inner, protocol: Assignor, assigned: BTreeSet<TopicPartition>) {
+async fn apply(inner: &Inner, protocol: Protocol, assigned: BTreeSet<TopicPartition>) {
     let owned: BTreeSet<TopicPartition> = inner.state.lock().unwrap().parts.keys().cloned().collect();
     let revoked: Vec<TopicPartition> = owned.difference(&assigned).cloned().collect();
     let added: Vec<TopicPartition> = assigned.difference(&owned).cloned().collect();
@@ -443,9 +512,9 @@ async fn apply(inner: &Inner, protocol: Assignor, assigned: BTreeSet<TopicPartit
         for tp in &added {
             st.parts.insert(tp.clone(), PartState::default());
         }
-        st.protocol = Some(protocol);
         // Cooperative: what was revoked can now go to its new owner in another round.
         st.rejoin = protocol.is_cooperative() && !revoked.is_empty();
+        st.protocol = Some(protocol);
     }
     tracing::info!(group = ?inner.config.group_id, assigned = assigned.len(), added = added.len(), revoked = revoked.len(), "joined the group");
     if let Some(l) = listener(inner) {
@@ -457,8 +526,14 @@ async fn apply(inner: &Inner, protocol: Assignor, assigned: BTreeSet<TopicPartit
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::super::{take_records, ConsumerRecord, PartState, State, TopicPartition};
-    use super::freeze;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::super::assignor::{Assignor, CustomAssignor, MemberAssignment, MemberSubscription};
+    use super::super::{take_records, ConsumerConfig, ConsumerRecord, PartState, State, TopicPartition};
+    use super::{complete_plan, freeze, Protocol};
 
     fn record(tp: &TopicPartition, offset: i64) -> ConsumerRecord {
         ConsumerRecord {
@@ -499,5 +574,55 @@ mod tests {
         assert_eq!(got.len(), 3);
         assert_eq!(st.parts[&a].position, Some(10), "the committed position is still the position");
         assert_eq!(st.parts[&b].position, Some(13));
+    }
+
+    /// Gives every partition to the member with the smallest id, echoing each member's
+    /// user data back in its assignment.
+    #[derive(Debug)]
+    struct FirstTakesAll;
+
+    impl CustomAssignor for FirstTakesAll {
+        fn name(&self) -> &str {
+            "first"
+        }
+        fn subscription_user_data(&self) -> Bytes {
+            Bytes::from_static(b"hi")
+        }
+        fn assign(&self, members: &[MemberSubscription], partitions: &HashMap<String, i32>) -> BTreeMap<String, MemberAssignment> {
+            let first = members.iter().map(|m| &m.member_id).min().expect("a member");
+            let m = members.iter().find(|m| &m.member_id == first).expect("the first member");
+            let tps = m.topics.iter().flat_map(|t| (0..partitions[t]).map(move |p| TopicPartition::new(t.clone(), p))).collect();
+            BTreeMap::from([(first.clone(), MemberAssignment { partitions: tps, user_data: m.user_data.clone() })])
+        }
+        fn on_assignment(&self, _assignment: &MemberAssignment, _generation: i32) {}
+    }
+
+    fn sub(id: &str) -> MemberSubscription {
+        MemberSubscription { member_id: id.into(), topics: vec!["t".into()], owned: Vec::new(), user_data: Bytes::from(id.to_string()) }
+    }
+
+    #[test]
+    fn custom_plan_covers_every_member_and_only_members() {
+        let members = [sub("a"), sub("b")];
+        let c = FirstTakesAll;
+        let mut plan = c.assign(&members, &HashMap::from([("t".to_string(), 2)]));
+        plan.insert("ghost".into(), MemberAssignment::default());
+        let plan = complete_plan(c.name(), &members, plan);
+        assert_eq!(plan.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(plan["a"].partitions, [TopicPartition::new("t", 0), TopicPartition::new("t", 1)]);
+        assert_eq!(plan["a"].user_data, Bytes::from_static(b"a"));
+        assert_eq!(plan["b"], MemberAssignment::default());
+    }
+
+    #[test]
+    fn a_custom_assignor_is_eager_and_cloned_with_the_config() {
+        let config = ConsumerConfig::default().custom_assignor(Arc::new(FirstTakesAll));
+        let copy = config.clone();
+        assert!(format!("{copy:?}").contains("FirstTakesAll"));
+        let p = Protocol::Custom(copy.custom_assignor.expect("set"));
+        assert_eq!(p.name(), "first");
+        assert!(!p.is_cooperative());
+        assert!(Protocol::Builtin(Assignor::CooperativeSticky).is_cooperative());
+        assert!(ConsumerConfig::default().custom_assignor.is_none());
     }
 }

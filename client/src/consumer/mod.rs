@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-pub use self::assignor::Assignor;
+pub use self::assignor::{Assignor, CustomAssignor, MemberAssignment, MemberSubscription};
 pub use self::config::{ConsumerConfig, IsolationLevel, OffsetReset};
 use self::offsets::Committer;
 use crate::error::{Error, Result};
@@ -141,7 +141,7 @@ pub(crate) struct State {
     pub generation: i32,
     pub member_id: String,
     /// The protocol of the current generation.
-    pub protocol: Option<Assignor>,
+    pub protocol: Option<group::Protocol>,
     /// The group task must (re)join.
     pub rejoin: bool,
     /// Left for missing max.poll.interval.ms; rejoin on the next poll.

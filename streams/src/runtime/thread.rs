@@ -1,0 +1,552 @@
+//! A stream thread: one group member (consumer), one producer (transactional under
+//! exactly_once_v2), one restore consumer, and the tasks the assignor gave it.
+//!
+//! Loop: poll -> route records to tasks -> process -> send output, repartition and
+//! changelog records -> every `commit.interval.ms` commit. A commit under exactly_once_v2
+//! is `send_offsets_to_transaction` + `commit_transaction` (output, changelogs and input
+//! offsets in one transaction), then each store's overlay goes to its backend with the
+//! changelog offset reached. Anything that fails or spans a rebalance is aborted, the
+//! overlays are dropped, and the inputs rewind to the committed offsets: so local state,
+//! changelogs, outputs and offsets always agree.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use samsa_client::consumer::offsets::{list_offsets, OffsetSpec};
+use samsa_client::{Consumer, ConsumerConfig, DeliveryFuture, GroupMetadata, IsolationLevel, OffsetReset, Producer, ProducerConfig, ProducerRecord, TopicPartition};
+
+use crate::error::{Error, Result};
+use crate::runtime::assignor::{StreamsAssignor, ThreadAssignment};
+use crate::runtime::Shared;
+use crate::store::backend::{BatchEntry, KvBackend};
+use crate::store::memory::InMemoryBackend;
+use crate::store::rocks::RocksBackend;
+use crate::stores::{SharedBackend, StoreState};
+use crate::task::Task;
+use crate::topology::TaskId;
+
+/// A standby task: its stores, kept up to date from the changelogs.
+struct Standby {
+    stores: Vec<StoreState>,
+}
+
+pub(crate) struct StreamThread {
+    idx: usize,
+    shared: Arc<Shared>,
+    consumer: Consumer,
+    restore: Consumer,
+    producer: Producer,
+    assignment: Arc<Mutex<ThreadAssignment>>,
+    tasks: BTreeMap<TaskId, Task>,
+    standbys: BTreeMap<TaskId, Standby>,
+    /// Generation whose assignment the tasks reflect.
+    generation: i32,
+    txn_open: bool,
+    txn_group: Option<GroupMetadata>,
+    /// Changelog deliveries since the last commit: (task, store index, delivery).
+    changelog: Vec<(TaskId, usize, DeliveryFuture)>,
+    outputs: Vec<DeliveryFuture>,
+    dirty: bool,
+    next_commit: Instant,
+    /// Standby changelog partitions the restore consumer follows now.
+    following: BTreeSet<TopicPartition>,
+}
+
+fn client_props(shared: &Shared, extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut p = vec![("bootstrap.servers".to_string(), shared.config.bootstrap_servers.clone())];
+    p.extend(extra.iter().cloned());
+    p
+}
+
+impl StreamThread {
+    pub(crate) async fn new(idx: usize, shared: Arc<Shared>) -> Result<StreamThread> {
+        let cfg = &shared.config;
+        let eos = cfg.exactly_once();
+        let assignment = Arc::new(Mutex::new(ThreadAssignment::default()));
+        let sd = shared.state_dir.clone();
+        let assignor = StreamsAssignor {
+            plan: shared.plan.clone(),
+            process: shared.state_dir.process_id.clone(),
+            endpoint: cfg.application_server.clone(),
+            standbys: cfg.num_standby_replicas,
+            shared: assignment.clone(),
+            local_tasks: Arc::new(move || sd.local_tasks()),
+        };
+        let mut cc = ConsumerConfig::default();
+        for (k, v) in client_props(&shared, &cfg.consumer) {
+            cc.set(&k, &v)?;
+        }
+        cc.group_id = Some(cfg.application_id.clone());
+        cc.enable_auto_commit = false;
+        cc.auto_offset_reset = OffsetReset::Earliest;
+        cc.allow_auto_create_topics = false;
+        if eos {
+            cc.isolation_level = IsolationLevel::ReadCommitted;
+        }
+        cc.common.client_id = format!("{}-StreamThread-{}", cfg.application_id, idx + 1);
+        let cc = cc.custom_assignor(Arc::new(assignor));
+        let consumer = Consumer::new(cc).await?;
+        let mut rc = ConsumerConfig::default();
+        for (k, v) in client_props(&shared, &cfg.consumer) {
+            rc.set(&k, &v)?;
+        }
+        rc.group_id = None;
+        rc.enable_auto_commit = false;
+        rc.auto_offset_reset = OffsetReset::Earliest;
+        rc.isolation_level = if eos { IsolationLevel::ReadCommitted } else { IsolationLevel::ReadUncommitted };
+        rc.common.client_id = format!("{}-StreamThread-{}-restore-consumer", cfg.application_id, idx + 1);
+        let restore = Consumer::new(rc).await?;
+        let producer = Self::make_producer(&shared, idx).await?;
+        let topics = shared.topo.source_topics(&cfg.application_id);
+        consumer.subscribe(&topics)?;
+        Ok(StreamThread {
+            idx,
+            shared: shared.clone(),
+            consumer,
+            restore,
+            producer,
+            assignment,
+            tasks: BTreeMap::new(),
+            standbys: BTreeMap::new(),
+            generation: -1,
+            txn_open: false,
+            txn_group: None,
+            changelog: Vec::new(),
+            outputs: Vec::new(),
+            dirty: false,
+            next_commit: Instant::now() + shared.config.commit_interval,
+            following: BTreeSet::new(),
+        })
+    }
+
+    async fn make_producer(shared: &Shared, idx: usize) -> Result<Producer> {
+        let cfg = &shared.config;
+        let mut pc = ProducerConfig::default();
+        pc.set("linger.ms", "10")?;
+        for (k, v) in client_props(shared, &cfg.producer) {
+            pc.set(&k, &v)?;
+        }
+        pc.common.client_id = format!("{}-StreamThread-{}-producer", cfg.application_id, idx + 1);
+        if cfg.exactly_once() {
+            // Stable across restarts (the process id lives in the state directory), so a
+            // restarted instance fences its former self and aborts what it left open.
+            let id = format!("{}-{}-{}", cfg.application_id, shared.state_dir.process_id, idx + 1);
+            pc = pc.transactional_id(id);
+            if !cfg.producer.iter().any(|(k, _)| k == "transaction.timeout.ms") {
+                pc = pc.transaction_timeout(std::time::Duration::from_secs(10));
+            }
+        }
+        let producer = Producer::new(pc).await?;
+        if cfg.exactly_once() {
+            producer.init_transactions().await?;
+        }
+        Ok(producer)
+    }
+
+    /// Runs until the instance shuts down or a fatal error.
+    pub(crate) async fn run(mut self) -> Result<()> {
+        let result = self.run_loop().await;
+        if let Err(e) = &result {
+            tracing::error!(thread = self.idx + 1, error = %e, "stream thread failed; stopping the instance");
+            self.shared.fail(format!("stream thread {} failed: {e}", self.idx + 1));
+        }
+        self.shutdown(result.is_ok()).await;
+        result
+    }
+
+    async fn run_loop(&mut self) -> Result<()> {
+        let poll = self.shared.config.poll;
+        while !self.shared.closing.load(Ordering::Acquire) {
+            let records = match self.consumer.poll(poll).await {
+                Ok(r) => r,
+                Err(e) if e.is_retriable() => {
+                    tracing::debug!(error = %e, "poll failed; retrying");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let latest = self.assignment.lock().unwrap().latest.as_ref().map(|(g, _)| *g);
+            if latest.is_some_and(|g| g != self.generation) {
+                self.on_rebalance().await?;
+                continue;
+            }
+            if !records.is_empty() {
+                self.begin_if_needed()?;
+                for r in records {
+                    let Some(task) = self.shared.plan.task_of(&TopicPartition::new(r.topic.clone(), r.partition)) else { continue };
+                    if let Some(t) = self.tasks.get_mut(&task) {
+                        t.add(r);
+                    }
+                }
+                for t in self.tasks.values_mut() {
+                    if t.buffered() > 0 {
+                        self.dirty = true;
+                    }
+                    while t.process_next()? {}
+                }
+            }
+            if !self.tasks.is_empty() {
+                for t in self.tasks.values_mut() {
+                    t.punctuate(crate::processor::PunctuationType::WallClockTime)?;
+                }
+            }
+            self.send_output().await?;
+            self.follow_standbys().await?;
+            let uncommitted: usize = self.tasks.values().map(|t| t.uncommitted_bytes()).sum();
+            if Instant::now() >= self.next_commit || uncommitted > self.shared.config.max_uncommitted_bytes {
+                self.commit().await?;
+                self.next_commit = Instant::now() + self.shared.config.commit_interval;
+            }
+            self.publish_metrics();
+        }
+        self.commit().await
+    }
+
+    fn begin_if_needed(&mut self) -> Result<()> {
+        if self.shared.config.exactly_once() && !self.txn_open {
+            self.producer.begin_transaction()?;
+            self.txn_open = true;
+            self.txn_group = self.consumer.group_metadata();
+        }
+        Ok(())
+    }
+
+    async fn send_output(&mut self) -> Result<()> {
+        for (id, task) in self.tasks.iter_mut() {
+            for o in task.take_output() {
+                if self.shared.config.exactly_once() && !self.txn_open {
+                    self.producer.begin_transaction()?;
+                    self.txn_open = true;
+                    self.txn_group = self.consumer.group_metadata();
+                }
+                let rec = ProducerRecord {
+                    topic: o.topic.to_string(),
+                    partition: o.partition,
+                    key: o.key.map(Bytes::from),
+                    value: o.value.map(Bytes::from),
+                    headers: o.headers,
+                    timestamp: Some(o.ts),
+                };
+                let fut = self.producer.send(rec).await?;
+                match o.changelog_of {
+                    Some(store) => self.changelog.push((*id, store, fut)),
+                    None => self.outputs.push(fut),
+                }
+                self.dirty = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits everything processed since the last commit.
+    async fn commit(&mut self) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        for t in self.tasks.values_mut() {
+            t.expire_windows()?;
+        }
+        self.send_output().await?;
+        let offsets: BTreeMap<TopicPartition, i64> = self.tasks.values().flat_map(|t| t.offsets()).collect();
+        let started = Instant::now();
+        if self.shared.config.exactly_once() {
+            if !self.txn_open {
+                self.begin_if_needed()?;
+            }
+            let group = self.txn_group.clone().ok_or_else(|| Error::State("no group membership to commit offsets with".into()))?;
+            let result = async {
+                if !offsets.is_empty() {
+                    self.producer.send_offsets_to_transaction(&offsets, &group).await?;
+                }
+                self.producer.commit_transaction().await
+            }
+            .await;
+            self.txn_open = false;
+            if let Err(e) = result {
+                tracing::warn!(thread = self.idx + 1, error = %e, "commit failed; aborting and going back to the last commit");
+                self.abort_and_rewind(matches!(e, samsa_client::Error::Fenced { .. })).await?;
+                return Ok(());
+            }
+        } else {
+            self.producer.flush().await;
+        }
+        // Every record is acknowledged now: learn the changelog offsets.
+        let mut checkpoints: HashMap<(TaskId, usize), i64> = HashMap::new();
+        for (task, store, fut) in std::mem::take(&mut self.changelog) {
+            let md = fut.await?;
+            let e = checkpoints.entry((task, store)).or_insert(md.offset + 1);
+            *e = (*e).max(md.offset + 1);
+        }
+        for fut in std::mem::take(&mut self.outputs) {
+            fut.await?;
+        }
+        if !self.shared.config.exactly_once() && !offsets.is_empty() {
+            if let Err(e) = self.consumer.commit_offsets(&offsets).await {
+                // At-least-once: the records are reprocessed by whoever owns them next.
+                tracing::warn!(thread = self.idx + 1, error = %e, "offset commit failed");
+            }
+        }
+        for (id, task) in self.tasks.iter_mut() {
+            let cps: HashMap<usize, i64> = checkpoints.iter().filter(|((t, _), _)| t == id).map(|((_, s), o)| (*s, *o)).collect();
+            task.commit_stores(&cps)?;
+        }
+        self.dirty = false;
+        tracing::debug!(thread = self.idx + 1, ms = started.elapsed().as_millis() as u64, partitions = offsets.len(), "committed");
+        self.shared.metrics.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Drops uncommitted work everywhere and rewinds inputs to the committed offsets.
+    async fn abort_and_rewind(&mut self, fenced: bool) -> Result<()> {
+        if self.shared.config.exactly_once() {
+            if fenced {
+                self.producer = Self::make_producer(&self.shared, self.idx).await?;
+            } else if let Err(e) = self.producer.abort_transaction().await {
+                tracing::warn!(error = %e, "abort failed; starting a new producer");
+                self.producer = Self::make_producer(&self.shared, self.idx).await?;
+            }
+        }
+        self.txn_open = false;
+        self.changelog.clear();
+        self.outputs.clear();
+        for t in self.tasks.values_mut() {
+            t.abort();
+        }
+        self.dirty = false;
+        self.rewind().await
+    }
+
+    /// Seeks every owned partition to its committed offset (or the beginning).
+    async fn rewind(&mut self) -> Result<()> {
+        let tps = self.consumer.assignment();
+        if tps.is_empty() {
+            return Ok(());
+        }
+        let committed = self.consumer.committed(&tps).await?;
+        for tp in &tps {
+            match committed.get(tp).copied().flatten() {
+                Some(o) => self.consumer.seek(tp, o)?,
+                None => self.consumer.seek_to_beginning(std::slice::from_ref(tp))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A new assignment: drop the old generation's uncommitted work, close tasks that
+    /// moved, create and restore new ones, update standbys, rewind inputs.
+    async fn on_rebalance(&mut self) -> Result<()> {
+        let (generation, info) = self.assignment.lock().unwrap().latest.clone().expect("a new assignment");
+        *self.shared.hosts.lock().unwrap() = Some(info.clone());
+        if self.dirty || self.txn_open {
+            tracing::info!(thread = self.idx + 1, "rebalance: dropping work not yet committed (it is redone from the last commit)");
+            if self.shared.config.exactly_once() && self.txn_open {
+                if let Err(e) = self.producer.abort_transaction().await {
+                    tracing::warn!(error = %e, "abort failed; starting a new producer");
+                    self.producer = Self::make_producer(&self.shared, self.idx).await?;
+                }
+            }
+            self.txn_open = false;
+            self.changelog.clear();
+            self.outputs.clear();
+            for t in self.tasks.values_mut() {
+                t.abort();
+            }
+            self.dirty = false;
+        }
+        let active: BTreeSet<TaskId> = info.active.iter().copied().collect();
+        let standby: BTreeSet<TaskId> = info.standby.iter().copied().collect();
+        let gone: Vec<TaskId> = self.tasks.keys().filter(|t| !active.contains(t)).copied().collect();
+        for t in gone {
+            self.tasks.remove(&t);
+            self.shared.unregister(t);
+            tracing::info!(thread = self.idx + 1, task = %t, "task moved away");
+        }
+        let gone: Vec<TaskId> = self.standbys.keys().filter(|t| !standby.contains(t)).copied().collect();
+        for t in gone {
+            self.standbys.remove(&t);
+            self.shared.unregister(t);
+        }
+        for t in &active {
+            if self.tasks.contains_key(t) {
+                continue;
+            }
+            // A standby promoted to active keeps its stores (already nearly up to date).
+            let stores = match self.standbys.remove(t) {
+                Some(s) => s.stores,
+                None => Self::open_stores(&self.shared, *t).await?,
+            };
+            let stores = self.restore_stores(*t, stores).await?;
+            let task = Task::new(
+                *t,
+                self.shared.topo.clone(),
+                &self.shared.config.application_id,
+                stores,
+                self.shared.globals.clone(),
+                Arc::new(crate::runtime::now_ms),
+                self.shared.config.timestamp_extractor.clone(),
+                self.shared.config.deserialization_handler,
+            )?;
+            for st in &task.ctx.stores {
+                self.shared.register(&st.def.name, *t, st.backend.clone(), true);
+            }
+            self.tasks.insert(*t, task);
+            tracing::info!(thread = self.idx + 1, task = %t, "task running");
+        }
+        for t in &standby {
+            if self.standbys.contains_key(t) || active.contains(t) {
+                continue;
+            }
+            let stores = Self::open_stores(&self.shared, *t).await?;
+            for st in &stores {
+                self.shared.register(&st.def.name, *t, st.backend.clone(), false);
+            }
+            self.standbys.insert(*t, Standby { stores });
+        }
+        self.following.clear();
+        {
+            let mut a = self.assignment.lock().unwrap();
+            a.active = active.iter().copied().collect();
+            a.standby = standby.iter().copied().collect();
+        }
+        self.generation = generation;
+        self.rewind().await?;
+        self.next_commit = Instant::now() + self.shared.config.commit_interval;
+        Ok(())
+    }
+
+    /// Opens (or reuses) the backends of a task's stores.
+    async fn open_stores(shared: &Shared, t: TaskId) -> Result<Vec<StoreState>> {
+        let sub = &shared.topo.subs[t.subtopology as usize];
+        let app = &shared.config.application_id;
+        let mut out = Vec::new();
+        for name in &sub.stores {
+            let def = shared.topo.stores[name].clone();
+            let backend: SharedBackend = match shared.lookup(name, t) {
+                Some(b) => b,
+                None if def.in_memory => Arc::new(Mutex::new(Box::new(InMemoryBackend::new()) as Box<dyn KvBackend>)),
+                None => {
+                    let dir = shared.state_dir.store_dir(t, name);
+                    let rocks = shared.rocks.clone();
+                    // The previous owner thread may still be closing it: retry briefly.
+                    let mut tries = 0;
+                    loop {
+                        match RocksBackend::open(&dir, &rocks) {
+                            Ok(b) => break Arc::new(Mutex::new(Box::new(b) as Box<dyn KvBackend>)),
+                            Err(e) if tries < 50 => {
+                                tries += 1;
+                                tracing::debug!(error = %e, "store busy; retrying");
+                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            };
+            let changelog = def.logged.then(|| (Arc::from(def.changelog_topic(app).as_str()), t.partition));
+            out.push(StoreState::new(def, backend, changelog));
+        }
+        Ok(out)
+    }
+
+    /// Brings every logged store of a task up to the end of its changelog.
+    async fn restore_stores(&mut self, t: TaskId, mut stores: Vec<StoreState>) -> Result<Vec<StoreState>> {
+        let iso = if self.shared.config.exactly_once() { 1 } else { 0 };
+        for st in &mut stores {
+            let Some((topic, partition)) = st.changelog.clone() else { continue };
+            let tp = TopicPartition::new(topic.to_string(), partition);
+            let end = list_offsets(self.restore.cluster(), std::slice::from_ref(&tp), OffsetSpec::Latest, iso).await?.get(&tp).map(|(o, _)| *o).unwrap_or(0);
+            let from = st.checkpoint()?.unwrap_or(0);
+            if from >= end {
+                continue;
+            }
+            let started = Instant::now();
+            tracing::info!(task = %t, store = %st.def.name, from, to = end, "restoring from the changelog");
+            self.following.clear();
+            self.restore.assign(std::slice::from_ref(&tp))?;
+            self.restore.seek(&tp, from)?;
+            let mut restored = 0u64;
+            let mut last_log = Instant::now();
+            loop {
+                let recs = self.restore.poll(std::time::Duration::from_millis(200)).await?;
+                let pos = self.restore.position(&tp).await?;
+                let batch: Vec<BatchEntry> = recs.iter().filter_map(|r| r.key.as_ref().map(|k| (k.to_vec(), r.value.as_ref().map(|v| v.to_vec())))).collect();
+                restored += batch.len() as u64;
+                st.restore_batch(&batch, pos)?;
+                if pos >= end {
+                    break;
+                }
+                if last_log.elapsed().as_secs() >= 5 {
+                    last_log = Instant::now();
+                    tracing::info!(task = %t, store = %st.def.name, at = pos, to = end, "restoring");
+                }
+                if self.shared.closing.load(Ordering::Acquire) {
+                    return Err(Error::State("closing".into()));
+                }
+            }
+            self.restore.unassign();
+            tracing::info!(task = %t, store = %st.def.name, records = restored, ms = started.elapsed().as_millis() as u64, "restored");
+        }
+        Ok(stores)
+    }
+
+    /// Applies new changelog records to standby stores.
+    async fn follow_standbys(&mut self) -> Result<()> {
+        if self.standbys.is_empty() {
+            return Ok(());
+        }
+        let wanted: BTreeMap<TopicPartition, (TaskId, usize)> = self
+            .standbys
+            .iter()
+            .flat_map(|(t, s)| s.stores.iter().enumerate().filter_map(move |(i, st)| st.changelog.as_ref().map(|(topic, p)| (TopicPartition::new(topic.to_string(), *p), (*t, i)))))
+            .collect();
+        let keys: BTreeSet<TopicPartition> = wanted.keys().cloned().collect();
+        if keys != self.following {
+            let tps: Vec<TopicPartition> = keys.iter().cloned().collect();
+            self.restore.assign(&tps)?;
+            for (tp, (t, i)) in &wanted {
+                let cp = self.standbys[t].stores[*i].checkpoint()?.unwrap_or(0);
+                self.restore.seek(tp, cp)?;
+            }
+            self.following = keys;
+        }
+        let recs = self.restore.poll(std::time::Duration::ZERO).await?;
+        let mut by_tp: BTreeMap<TopicPartition, Vec<&samsa_client::ConsumerRecord>> = BTreeMap::new();
+        for r in &recs {
+            by_tp.entry(TopicPartition::new(r.topic.clone(), r.partition)).or_default().push(r);
+        }
+        for (tp, rs) in by_tp {
+            let Some((t, i)) = wanted.get(&tp) else { continue };
+            let batch: Vec<BatchEntry> = rs.iter().filter_map(|r| r.key.as_ref().map(|k| (k.to_vec(), r.value.as_ref().map(|v| v.to_vec())))).collect();
+            let next = rs.last().map(|r| r.offset + 1).unwrap_or(0);
+            if let Some(sb) = self.standbys.get_mut(t) {
+                sb.stores[*i].restore_batch(&batch, next)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_metrics(&self) {
+        let mut m = self.shared.metrics.tasks.lock().unwrap();
+        for (id, t) in &self.tasks {
+            m.insert(*id, t.ctx.metrics.clone());
+        }
+    }
+
+    async fn shutdown(&mut self, clean: bool) {
+        if !clean && self.txn_open {
+            let _ = self.producer.abort_transaction().await;
+        }
+        for t in self.tasks.keys().chain(self.standbys.keys()) {
+            self.shared.unregister(*t);
+        }
+        self.tasks.clear();
+        self.standbys.clear();
+        let _ = self.consumer.close().await;
+        let _ = self.restore.close().await;
+        self.producer.close().await;
+        tracing::info!(thread = self.idx + 1, "stream thread stopped");
+    }
+}
