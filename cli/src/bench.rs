@@ -29,6 +29,8 @@ pub enum BenchKind {
     Consume(Common),
     /// Produce-to-consume latency at a fixed rate.
     E2e(E2eArgs),
+    /// Samsa Streams throughput: stateless and stateful, at-least-once and exactly-once.
+    Streams(crate::bench_streams::StreamsBenchArgs),
 }
 
 /// Settings every benchmark shares.
@@ -86,6 +88,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         BenchKind::Produce(c) => produce(c).await,
         BenchKind::Consume(c) => consume(c).await,
         BenchKind::E2e(e) => e2e(e).await,
+        BenchKind::Streams(s) => crate::bench_streams::run(s).await,
     }
 }
 

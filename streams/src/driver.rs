@@ -20,7 +20,7 @@ use crate::serde::DefaultSerde;
 use crate::store::backend::KvBackend;
 use crate::store::memory::InMemoryBackend;
 use crate::stores::{ReadOnlyKv, ReadOnlyWindow, SharedBackend, StoreState};
-use crate::task::{DeserializationHandler, Task};
+use crate::task::{DeserializationHandler, Task, TaskEnv};
 use crate::topology::{TaskId, Topology};
 
 /// Runs a [`Topology`] in-process, without a broker.
@@ -69,10 +69,12 @@ impl TopologyTestDriver {
                 topo.clone(),
                 app_id,
                 stores,
-                global_backends.clone(),
-                Arc::new(move || c.load(Ordering::Relaxed)),
-                Arc::new(|r: &ConsumerRecord| r.timestamp),
-                DeserializationHandler::Fail,
+                TaskEnv {
+                    globals: global_backends.clone(),
+                    wall_clock: Arc::new(move || c.load(Ordering::Relaxed)),
+                    extractor: Arc::new(|r: &ConsumerRecord| r.timestamp),
+                    on_bad: DeserializationHandler::Fail,
+                },
             )?;
             tasks.insert(sub.id, task);
         }

@@ -58,6 +58,9 @@ pub(crate) struct Inner {
     pub repartitions: BTreeMap<String, RepartitionDef>,
     pub globals: Vec<GlobalDef>,
     pub copartition: Vec<BTreeSet<TopicName>>,
+    /// Windowed aggregation nodes -> ms after a window's `end` at which it closes (see
+    /// [`crate::window`]); `suppress(until_window_closes)` looks it up upstream.
+    pub window_close_ms: BTreeMap<usize, i64>,
     counter: usize,
     pub error: Option<Error>,
 }
@@ -127,8 +130,11 @@ pub(crate) fn deserializer<K: DefaultSerde + Send, V: DefaultSerde + Send>() -> 
     })
 }
 
+/// A closure run on each erased record.
+pub(crate) type NodeFn = Arc<dyn Fn(&mut NodeCtx<'_>, Rec) -> Result<()> + Send + Sync>;
+
 /// A node running a closure on each erased record.
-pub(crate) struct FnNode(pub Arc<dyn Fn(&mut NodeCtx<'_>, Rec) -> Result<()> + Send + Sync>);
+pub(crate) struct FnNode(pub NodeFn);
 impl Node for FnNode {
     fn process(&mut self, ctx: &mut NodeCtx<'_>, rec: Rec) -> Result<()> {
         (self.0)(ctx, rec)
@@ -136,7 +142,7 @@ impl Node for FnNode {
 }
 
 pub(crate) fn fn_factory(f: impl Fn(&mut NodeCtx<'_>, Rec) -> Result<()> + Send + Sync + 'static) -> NodeFactory {
-    let f: Arc<dyn Fn(&mut NodeCtx<'_>, Rec) -> Result<()> + Send + Sync> = Arc::new(f);
+    let f: NodeFn = Arc::new(f);
     Arc::new(move || Box::new(FnNode(f.clone())))
 }
 
@@ -183,6 +189,7 @@ impl StreamsBuilder {
                 repartitions: BTreeMap::new(),
                 globals: Vec::new(),
                 copartition: Vec::new(),
+                window_close_ms: BTreeMap::new(),
                 counter: 0,
                 error: None,
             })),

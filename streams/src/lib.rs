@@ -16,6 +16,7 @@
 pub mod dsl;
 pub mod driver;
 pub mod error;
+pub mod join;
 pub mod processor;
 pub mod record;
 pub mod runtime;
@@ -24,6 +25,7 @@ pub mod store;
 pub mod stores;
 pub(crate) mod task;
 pub mod topology;
+pub mod window;
 
 pub use driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use dsl::{BranchedKStream, Data, GlobalKTable, KGroupedStream, KStream, KTable, Materialized, StreamsBuilder};
@@ -35,3 +37,5 @@ pub use serde::{DefaultSerde, Json, Serde, SerdeRef, Serdes};
 pub use stores::{KvHandle, KvStore, ReadOnlyKv, ReadOnlyWindow, SessionHandle, SessionStore, SessionWindow, StoreDef, StoreKind, WindowHandle, WindowStore};
 pub use task::{DeserializationHandler, TimestampExtractor};
 pub use topology::{TaskId, Topology};
+pub use join::*;
+pub use window::*;

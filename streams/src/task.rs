@@ -27,6 +27,15 @@ pub enum DeserializationHandler {
     Continue,
 }
 
+/// What a task gets from its runtime (the stream thread or the test driver).
+#[derive(Clone)]
+pub(crate) struct TaskEnv {
+    pub globals: HashMap<String, SharedBackend>,
+    pub wall_clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    pub extractor: TimestampExtractor,
+    pub on_bad: DeserializationHandler,
+}
+
 pub(crate) struct Task {
     pub id: TaskId,
     pub topo: Arc<Topology>,
@@ -48,11 +57,9 @@ impl Task {
         topo: Arc<Topology>,
         app_id: &str,
         stores: Vec<StoreState>,
-        globals: HashMap<String, SharedBackend>,
-        wall_clock: Arc<dyn Fn() -> i64 + Send + Sync>,
-        extractor: TimestampExtractor,
-        on_bad: DeserializationHandler,
+        env: TaskEnv,
     ) -> Result<Task> {
+        let TaskEnv { globals, wall_clock, extractor, on_bad } = env;
         let sub = topo.subs.get(id.subtopology as usize).ok_or_else(|| Error::State(format!("task {id}: no such sub-topology")))?.clone();
         let store_index = stores.iter().enumerate().map(|(i, s)| (s.def.name.clone(), i)).collect();
         let mut nodes: Vec<Option<Box<dyn Node>>> = (0..topo.nodes.len()).map(|_| None).collect();
@@ -239,6 +246,14 @@ impl Task {
     pub(crate) fn commit_stores(&mut self, checkpoints: &HashMap<usize, i64>) -> Result<()> {
         for (i, st) in self.ctx.stores.iter_mut().enumerate() {
             st.commit(checkpoints.get(&i).copied())?;
+        }
+        Ok(())
+    }
+
+    /// Flushes every store's backend to disk (frees write buffers).
+    pub(crate) fn flush_stores(&self) -> Result<()> {
+        for st in &self.ctx.stores {
+            st.backend.lock().unwrap_or_else(|p| p.into_inner()).flush()?;
         }
         Ok(())
     }

@@ -139,7 +139,7 @@ impl KafkaStreams {
                 .map(|s| (s.id, s.sources.iter().map(|t| t.resolve(&app)).collect(), s.stores.iter().any(|n| topology.stores[n].logged)))
                 .collect(),
         });
-        let rocks = RocksResources::new(config.rocksdb.clone())?;
+        let rocks = RocksResources::new(config.rocksdb)?;
         let (globals, global_task) = start_globals(&topology, &config).await?;
         let shared = Arc::new(Shared {
             config: config.clone(),

@@ -25,7 +25,7 @@ use crate::store::backend::{BatchEntry, KvBackend};
 use crate::store::memory::InMemoryBackend;
 use crate::store::rocks::RocksBackend;
 use crate::stores::{SharedBackend, StoreState};
-use crate::task::Task;
+use crate::task::{Task, TaskEnv};
 use crate::topology::TaskId;
 
 /// A standby task: its stores, kept up to date from the changelogs.
@@ -293,6 +293,14 @@ impl StreamThread {
             let cps: HashMap<usize, i64> = checkpoints.iter().filter(|((t, _), _)| t == id).map(|((_, s), o)| (*s, *o)).collect();
             task.commit_stores(&cps)?;
         }
+        // RocksDB frees write buffers only in the store being written: when they near the
+        // budget, flush this thread's stores (idle ones would otherwise hold theirs).
+        let budget = self.shared.config.rocksdb.write_buffer_bytes;
+        if self.shared.rocks.write_buffer_usage() > budget / 4 * 3 {
+            for t in self.tasks.values() {
+                t.flush_stores()?;
+            }
+        }
         self.dirty = false;
         tracing::debug!(thread = self.idx + 1, ms = started.elapsed().as_millis() as u64, partitions = offsets.len(), "committed");
         self.shared.metrics.commits.fetch_add(1, Ordering::Relaxed);
@@ -384,10 +392,12 @@ impl StreamThread {
                 self.shared.topo.clone(),
                 &self.shared.config.application_id,
                 stores,
-                self.shared.globals.clone(),
-                Arc::new(crate::runtime::now_ms),
-                self.shared.config.timestamp_extractor.clone(),
-                self.shared.config.deserialization_handler,
+                TaskEnv {
+                    globals: self.shared.globals.clone(),
+                    wall_clock: Arc::new(crate::runtime::now_ms),
+                    extractor: self.shared.config.timestamp_extractor.clone(),
+                    on_bad: self.shared.config.deserialization_handler,
+                },
             )?;
             for st in &task.ctx.stores {
                 self.shared.register(&st.def.name, *t, st.backend.clone(), true);

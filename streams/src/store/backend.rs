@@ -23,4 +23,8 @@ pub trait KvBackend: Send {
     fn clear(&mut self) -> Result<()>;
     /// Number of entries (an estimate for RocksDB).
     fn approximate_len(&self) -> Result<u64>;
+    /// Moves buffered writes to disk, freeing their memory (a no-op in memory).
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 }

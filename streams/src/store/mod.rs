@@ -111,8 +111,10 @@ pub(crate) mod conformance {
     }
 
     fn clear_removes_everything(b: &mut dyn KvBackend) {
-        let batch: Vec<BatchEntry> =
-            (0u32..1000).map(|i| (i.to_be_bytes().to_vec(), Some(vec![7; 10]))).chain([put(b"\xff\xff\xff\xff\xff", b"z")]).collect();
+        let batch: Vec<BatchEntry> = (0u32..1000)
+            .map(|i| (i.to_be_bytes().to_vec(), Some(vec![7; 10])))
+            .chain([put(b"\xff\xff\xff\xff\xff", b"z")])
+            .collect();
         b.write(&batch, Some(42)).unwrap();
         assert!(b.approximate_len().unwrap() > 0);
         b.clear().unwrap();
