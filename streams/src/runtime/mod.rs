@@ -37,6 +37,10 @@ pub(crate) fn now_ms() -> i64 {
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     pub commits: AtomicU64,
+    /// Changelog records applied while restoring active tasks.
+    pub restored: AtomicU64,
+    /// Changelog records applied to standby tasks.
+    pub standby_applied: AtomicU64,
     pub tasks: Mutex<BTreeMap<TaskId, TaskMetrics>>,
 }
 
@@ -249,6 +253,31 @@ impl KafkaStreams {
     /// Commits done so far by all threads.
     pub fn commits(&self) -> u64 {
         self.shared.metrics.commits.load(Ordering::Relaxed)
+    }
+
+    /// Changelog records applied while restoring active tasks (since start).
+    pub fn restored_records(&self) -> u64 {
+        self.shared.metrics.restored.load(Ordering::Relaxed)
+    }
+
+    /// Changelog records applied to standby replicas (since start).
+    pub fn standby_records(&self) -> u64 {
+        self.shared.metrics.standby_applied.load(Ordering::Relaxed)
+    }
+
+    /// Active and standby tasks of this instance, from the open stores and task metrics.
+    pub fn local_tasks(&self) -> (Vec<TaskId>, Vec<TaskId>) {
+        let reg = self.shared.registry.lock().unwrap();
+        let mut active: BTreeSet<TaskId> = self.shared.metrics.tasks.lock().unwrap().keys().copied().collect();
+        let mut standby = BTreeSet::new();
+        for (t, e) in reg.values() {
+            if e.active {
+                active.insert(*t);
+            } else {
+                standby.insert(*t);
+            }
+        }
+        (active.into_iter().collect(), standby.into_iter().collect())
     }
 
     /// This instance's process id (stable across restarts with the same state directory).

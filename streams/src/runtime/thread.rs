@@ -370,6 +370,7 @@ impl StreamThread {
         for t in gone {
             self.tasks.remove(&t);
             self.shared.unregister(t);
+            self.shared.metrics.tasks.lock().unwrap().remove(&t);
             tracing::info!(thread = self.idx + 1, task = %t, "task moved away");
         }
         let gone: Vec<TaskId> = self.standbys.keys().filter(|t| !standby.contains(t)).copied().collect();
@@ -484,6 +485,7 @@ impl StreamThread {
                 let pos = self.restore.position(&tp).await?;
                 let batch: Vec<BatchEntry> = recs.iter().filter_map(|r| r.key.as_ref().map(|k| (k.to_vec(), r.value.as_ref().map(|v| v.to_vec())))).collect();
                 restored += batch.len() as u64;
+                self.shared.metrics.restored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 st.restore_batch(&batch, pos)?;
                 if pos >= end {
                     break;
@@ -533,6 +535,7 @@ impl StreamThread {
             let next = rs.last().map(|r| r.offset + 1).unwrap_or(0);
             if let Some(sb) = self.standbys.get_mut(t) {
                 sb.stores[*i].restore_batch(&batch, next)?;
+                self.shared.metrics.standby_applied.fetch_add(batch.len() as u64, Ordering::Relaxed);
             }
         }
         Ok(())
