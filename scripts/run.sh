@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Samsa's first command: build and run a single-node server on a local data dir.
-# Installs nothing beyond the Rust toolchain the machine has; kcat (for the quickstart) is
-# installed if missing. Extra arguments go to `samsa server` (e.g. --listen 127.0.0.1:0).
+# Beyond the Rust toolchain, installs what is missing of: libclang-dev (bindgen, for the
+# RocksDB that Samsa Streams bundles) and kcat (for the quickstart). Extra arguments go to
+# `samsa server` (e.g. --listen 127.0.0.1:0).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/samsa-target}"
 
-if ! command -v kcat >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  echo "run: installing kcat for the quickstart"
-  DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q kcat
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "run: apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  else
+    echo "run: missing Debian packages ${missing[*]}; install them as root (sudo apt-get install ${missing[*]})" >&2
+  fi
 fi
 echo "run: cargo build --release --bin samsa"
 cargo build --release --bin samsa

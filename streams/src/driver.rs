@@ -198,6 +198,7 @@ impl TopologyTestDriver {
             m.processed += t.ctx.metrics.processed;
             m.dropped_late += t.ctx.metrics.dropped_late;
             m.dropped_bad += t.ctx.metrics.dropped_bad;
+            m.dropped_null_key += t.ctx.metrics.dropped_null_key;
         }
         m
     }

@@ -508,6 +508,11 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> Node for TableMaterialize<K
     fn process(&mut self, ctx: &mut NodeCtx<'_>, rec: Rec) -> Result<()> {
         let h = self.h.clone().expect("initialized");
         let r = rec.typed::<K, Option<V>>();
+        if h.ks.serialize(&r.key).is_none() {
+            // As Kafka's KTableSource: a null key cannot be a table row; skipped and counted.
+            ctx.task.metrics.dropped_null_key += 1;
+            return Ok(());
+        }
         let old = ctx.kv(&h).get(&r.key)?;
         match &r.value {
             Some(v) => ctx.kv(&h).put(&r.key, v)?,
@@ -638,6 +643,11 @@ impl<K: Data + DefaultSerde, V: Data, A: Data + DefaultSerde> Node for AggNode<K
     fn process(&mut self, ctx: &mut NodeCtx<'_>, rec: Rec) -> Result<()> {
         let h = self.h.clone().expect("initialized");
         let r = rec.typed::<K, V>();
+        if h.ks.serialize(&r.key).is_none() {
+            // As Kafka: a record with a null key has no group; it is skipped and counted.
+            ctx.task.metrics.dropped_null_key += 1;
+            return Ok(());
+        }
         let old = ctx.kv(&h).get(&r.key)?;
         let new = (self.step)(&r.key, r.value, old.clone());
         ctx.kv(&h).put(&r.key, &new)?;

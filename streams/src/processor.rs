@@ -41,6 +41,8 @@ pub struct TaskMetrics {
     pub dropped_late: u64,
     /// Records dropped because they did not deserialize (with the `continue` handler).
     pub dropped_bad: u64,
+    /// Records dropped by an aggregation or table because their key was null.
+    pub dropped_null_key: u64,
 }
 
 /// Everything of a running task except its nodes.

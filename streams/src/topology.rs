@@ -216,8 +216,10 @@ impl Topology {
                         let _ = writeln!(s, "    Sink: {} (topic: {})", n.name, topic.resolve("<app>"));
                     }
                 }
-                let kids: Vec<&str> = n.children.iter().map(|&c| self.nodes[c].name.as_str()).collect();
-                let _ = writeln!(s, "      --> {}", if kids.is_empty() { "none".to_string() } else { kids.join(", ") });
+                if !matches!(n.kind, NodeKind::Sink { .. }) {
+                    let kids: Vec<&str> = n.children.iter().map(|&c| self.nodes[c].name.as_str()).collect();
+                    let _ = writeln!(s, "      --> {}", if kids.is_empty() { "none".to_string() } else { kids.join(", ") });
+                }
                 if !n.parents.is_empty() {
                     let ps: Vec<&str> = n.parents.iter().map(|&c| self.nodes[c].name.as_str()).collect();
                     let _ = writeln!(s, "      <-- {}", ps.join(", "));
