@@ -309,12 +309,21 @@ impl StreamThread {
 
     /// Drops uncommitted work everywhere and rewinds inputs to the committed offsets.
     async fn abort_and_rewind(&mut self, fenced: bool) -> Result<()> {
+        self.drop_uncommitted(fenced, true).await?;
+        self.rewind().await
+    }
+
+    /// Aborts the open transaction (`abort_txn`; a fenced producer is replaced instead)
+    /// and drops every task's uncommitted state and pending deliveries.
+    async fn drop_uncommitted(&mut self, fenced: bool, abort_txn: bool) -> Result<()> {
         if self.shared.config.exactly_once() {
             if fenced {
                 self.producer = Self::make_producer(&self.shared, self.idx).await?;
-            } else if let Err(e) = self.producer.abort_transaction().await {
-                tracing::warn!(error = %e, "abort failed; starting a new producer");
-                self.producer = Self::make_producer(&self.shared, self.idx).await?;
+            } else if abort_txn {
+                if let Err(e) = self.producer.abort_transaction().await {
+                    tracing::warn!(error = %e, "abort failed; starting a new producer");
+                    self.producer = Self::make_producer(&self.shared, self.idx).await?;
+                }
             }
         }
         self.txn_open = false;
@@ -324,7 +333,7 @@ impl StreamThread {
             t.abort();
         }
         self.dirty = false;
-        self.rewind().await
+        Ok(())
     }
 
     /// Seeks every owned partition to its committed offset (or the beginning).
@@ -350,19 +359,7 @@ impl StreamThread {
         *self.shared.hosts.lock().unwrap() = Some(info.clone());
         if self.dirty || self.txn_open {
             tracing::info!(thread = self.idx + 1, "rebalance: dropping work not yet committed (it is redone from the last commit)");
-            if self.shared.config.exactly_once() && self.txn_open {
-                if let Err(e) = self.producer.abort_transaction().await {
-                    tracing::warn!(error = %e, "abort failed; starting a new producer");
-                    self.producer = Self::make_producer(&self.shared, self.idx).await?;
-                }
-            }
-            self.txn_open = false;
-            self.changelog.clear();
-            self.outputs.clear();
-            for t in self.tasks.values_mut() {
-                t.abort();
-            }
-            self.dirty = false;
+            self.drop_uncommitted(false, self.txn_open).await?;
         }
         let active: BTreeSet<TaskId> = info.active.iter().copied().collect();
         let standby: BTreeSet<TaskId> = info.standby.iter().copied().collect();
