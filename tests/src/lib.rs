@@ -769,6 +769,17 @@ impl BackgroundClient {
         }
     }
 
+    /// Sends a signal (`"TERM"`, `"INT"`, ...) to the client process (not reaped: follow
+    /// with [`BackgroundClient::wait`]).
+    pub fn signal(&mut self, sig: &str) -> Result<()> {
+        let pid = self.child.as_ref().context("client already reaped")?.id();
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().context("running `kill`")?;
+        if !status.success() {
+            bail!("`kill -{sig} {pid}` failed: {status}");
+        }
+        Ok(())
+    }
+
     /// Kills the client with SIGKILL (a crash, as a test's fault injection), reaps it and
     /// returns what it printed until then.
     pub fn kill9(mut self) -> Result<ClientOutput> {

@@ -6,47 +6,27 @@
 
 use anyhow::Result;
 use clap::Parser;
-use samsa_streams::{Materialized, StreamsBuilder, StreamsConfig};
+use samsa_streams::{Materialized, StreamsBuilder};
 
 /// Counts words of a text topic with Samsa Streams.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
-    /// Kafka bootstrap servers.
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    bootstrap: String,
     /// Topic of text lines (keys ignored).
     #[arg(long, default_value = "text-lines")]
     input: String,
     /// Topic of word counts (key: word, value: count as decimal text).
     #[arg(long, default_value = "word-counts")]
     output: String,
-    /// Application id (consumer group, internal topic prefix).
-    #[arg(long, default_value = "wordcount")]
-    app_id: String,
-    /// Local state directory (one per instance).
-    #[arg(long, default_value_t = std::env::temp_dir().join("samsa-wordcount").display().to_string())]
-    state_dir: String,
-    /// Processing guarantee: at_least_once or exactly_once_v2.
-    #[arg(long, default_value = "at_least_once")]
-    guarantee: String,
-    /// Stream threads.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-    /// Extra streams properties, `KEY=VALUE` (repeatable), e.g. `commit.interval.ms=200`.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
+    /// Flags every example takes.
+    #[command(flatten)]
+    app: samsa_examples::AppArgs,
 }
 
 fn main() -> Result<()> {
     samsa_examples::init_logging();
     let args = Args::parse();
-    let mut config = StreamsConfig::new(&args.app_id, &args.bootstrap);
-    config.set("state.dir", &args.state_dir)?.set("processing.guarantee", &args.guarantee)?.set("num.stream.threads", &args.threads.to_string())?;
-    for kv in &args.sets {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--set takes KEY=VALUE, got `{kv}`"))?;
-        config.set(k, v)?;
-    }
+    let config = args.app.config("wordcount", &[])?;
 
     let builder = StreamsBuilder::new();
     builder
@@ -60,5 +40,5 @@ fn main() -> Result<()> {
     let topology = builder.build()?;
     eprintln!("{}", topology.describe());
 
-    samsa_examples::run_until_ctrl_c(topology, config)
+    samsa_examples::run_until_ctrl_c(topology, config, |_| {})
 }
