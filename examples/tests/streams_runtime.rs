@@ -187,3 +187,54 @@ async fn standby_replicas_take_over() -> Result<()> {
     b.close().await?;
     Ok(())
 }
+
+/// A re-keyed stream joined with a table that has more partitions: the repartition topic
+/// in between is created with the table's partition count (Kafka's co-partitioning rule),
+/// so every record meets its key's table row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repartition_topic_feeding_a_join_matches_the_table() -> Result<()> {
+    let server = SamsaServer::start()?;
+    let bootstrap = server.bootstrap().to_string();
+    let admin = Admin::connect(&bootstrap).await?;
+    admin.create_topics(&[NewTopic::new("cp-clicks", 2, 1), NewTopic::new("cp-users", 5, 1), NewTopic::new("cp-out", 1, 1)]).await?;
+    let producer = Producer::from_properties([("bootstrap.servers", bootstrap.as_str())]).await?;
+    for u in 0..20 {
+        producer.send_and_wait(ProducerRecord::new("cp-users", format!("name-{u}")).key(format!("user-{u}"))).await?;
+    }
+    let b = StreamsBuilder::new();
+    let users = b.table::<String, String>("cp-users");
+    b.stream::<String, String>("cp-clicks")
+        .select_key(|_, user: &String| user.clone())
+        .join_table(&users, |user: &String, name: &String| format!("{user}={name}"))
+        .to("cp-out");
+    let state = tempfile::tempdir()?;
+    let streams = KafkaStreams::start(b.build()?, config("cp", &bootstrap, state.path(), &[])?).await?;
+    let repartition = admin.describe_topics(&admin.list_topics(true).await?.into_iter().filter(|t| t.starts_with("cp-") && t.ends_with("-repartition")).collect::<Vec<_>>()).await?;
+    ensure!(repartition.len() == 1 && repartition[0].partitions.len() == 5, "repartition topic: {:?}", repartition.iter().map(|t| (&t.name, t.partitions.len())).collect::<Vec<_>>());
+    // Clicks keyed by click id, valued by user; after the table is loaded.
+    let store = streams.store::<String, String>(users.store_name().unwrap_or_default())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.all()?.len() < 20 {
+        ensure!(Instant::now() < deadline, "the users table never loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for c in 0..40 {
+        producer.send_and_wait(ProducerRecord::new("cp-clicks", format!("user-{}", c % 20)).key(format!("click-{c}"))).await?;
+    }
+    let consumer = samsa_client::Consumer::from_properties([("bootstrap.servers", bootstrap.as_str()), ("group.id", "cp-check"), ("auto.offset.reset", "earliest")]).await?;
+    consumer.subscribe(&["cp-out"])?;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 40 {
+        ensure!(Instant::now() < deadline, "only {} joined records: {got:?}", got.len());
+        for r in consumer.poll(Duration::from_millis(200)).await? {
+            got.push(String::from_utf8(r.value.unwrap_or_default().to_vec())?);
+        }
+    }
+    got.sort();
+    let mut want: Vec<String> = (0..40).map(|c| format!("user-{0}=name-{0}", c % 20)).collect();
+    want.sort();
+    assert_eq!(got, want);
+    streams.close().await?;
+    Ok(())
+}

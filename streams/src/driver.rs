@@ -183,12 +183,14 @@ impl TopologyTestDriver {
 
     /// A key-value store's contents.
     pub fn kv_store<K: DefaultSerde, V: DefaultSerde>(&self, name: &str) -> Result<ReadOnlyKv<K, V>> {
-        Ok(ReadOnlyKv { backends: vec![(0, self.backend(name)?)], ks: K::serde(), vs: V::serde(), name: name.to_string(), _p: PhantomData })
+        let b = self.backend(name)?;
+        Ok(ReadOnlyKv { backends: Arc::new(move || vec![(0, b.clone())]), ks: K::serde(), vs: V::serde(), name: name.to_string(), _p: PhantomData })
     }
 
     /// A window store's contents.
     pub fn window_store<K: DefaultSerde, V: DefaultSerde>(&self, name: &str) -> Result<ReadOnlyWindow<K, V>> {
-        Ok(ReadOnlyWindow { backends: vec![(0, self.backend(name)?)], ks: K::serde(), vs: V::serde(), name: name.to_string() })
+        let b = self.backend(name)?;
+        Ok(ReadOnlyWindow { backends: Arc::new(move || vec![(0, b.clone())]), ks: K::serde(), vs: V::serde(), name: name.to_string() })
     }
 
     /// Counters summed over every task.

@@ -515,9 +515,14 @@ pub(crate) fn expire(st: &mut StoreState, idx: usize, stream_time: i64, out: &mu
     Ok(())
 }
 
-/// Read-only view for interactive queries: committed data only.
+/// Finds the backends a read-only view reads, at each call (tasks move between instances
+/// and threads, so a view resolves them when it is used, not when it is made).
+pub(crate) type BackendSource = Arc<dyn Fn() -> Vec<(i32, SharedBackend)> + Send + Sync>;
+
+/// Read-only view for interactive queries: committed data only, of the store's partitions
+/// this instance runs at the time of each call.
 pub struct ReadOnlyKv<K, V> {
-    pub(crate) backends: Vec<(i32, SharedBackend)>,
+    pub(crate) backends: BackendSource,
     pub(crate) ks: SerdeRef<K>,
     pub(crate) vs: SerdeRef<V>,
     pub(crate) name: String,
@@ -532,7 +537,7 @@ impl<K: 'static, V: 'static> ReadOnlyKv<K, V> {
     /// The committed value of `key` (searching every local partition of the store).
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let k = self.ks.serialize(key).ok_or_else(|| Error::Store("null key".into()))?;
-        for (_, b) in &self.backends {
+        for (_, b) in &(self.backends)() {
             if let Some(v) = b.lock().unwrap_or_else(|p| p.into_inner()).get(&k)? {
                 return self.decode(&v).map(Some);
             }
@@ -555,7 +560,7 @@ impl<K: 'static, V: 'static> ReadOnlyKv<K, V> {
 
     fn collect(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(K, V)>> {
         let mut out = Vec::new();
-        for (_, b) in &self.backends {
+        for (_, b) in &(self.backends)() {
             for (k, v) in b.lock().unwrap_or_else(|p| p.into_inner()).range(from, to, usize::MAX)? {
                 let key = self.ks.deserialize(Some(&k)).map_err(|e| Error::Store(format!("store `{}`: {e}", self.name)))?;
                 out.push((key, self.decode(&v)?));
@@ -567,7 +572,7 @@ impl<K: 'static, V: 'static> ReadOnlyKv<K, V> {
 
 /// Read-only view of a window store for interactive queries: committed data only.
 pub struct ReadOnlyWindow<K, V> {
-    pub(crate) backends: Vec<(i32, SharedBackend)>,
+    pub(crate) backends: BackendSource,
     pub(crate) ks: SerdeRef<K>,
     pub(crate) vs: SerdeRef<V>,
     pub(crate) name: String,
@@ -580,7 +585,7 @@ impl<K: 'static, V: 'static> ReadOnlyWindow<K, V> {
         let lo = window_key(&k, from, None);
         let hi = window_key(&k, to.saturating_add(1), None);
         let mut out = Vec::new();
-        for (_, b) in &self.backends {
+        for (_, b) in &(self.backends)() {
             for (ck, v) in b.lock().unwrap_or_else(|p| p.into_inner()).range(Some(&lo), Some(&hi), usize::MAX)? {
                 let (_, rest) = split_key(&ck);
                 let v = self.vs.deserialize(Some(&v)).map_err(|e| Error::Store(format!("store `{}`: {e}", self.name)))?;

@@ -210,10 +210,17 @@ impl KafkaStreams {
 
     /// Committed contents of a key-value store, over this instance's active tasks.
     pub fn store<K: DefaultSerde, V: DefaultSerde>(&self, name: &str) -> Result<ReadOnlyKv<K, V>> {
-        let backends = if let Some(b) = self.shared.globals.get(name) { vec![(0, b.clone())] } else { self.shared.backends_of(name, false) };
-        if backends.is_empty() && !self.shared.topo.stores.contains_key(name) {
+        let global = self.shared.globals.get(name).cloned();
+        if global.is_none() && !self.shared.topo.stores.contains_key(name) {
             return Err(Error::State(format!("no state store `{name}` in this topology (it has: {})", self.shared.topo.store_names().join(", "))));
         }
+        let backends: crate::stores::BackendSource = match global {
+            Some(b) => Arc::new(move || vec![(0, b.clone())]),
+            None => {
+                let (shared, name) = (self.shared.clone(), name.to_string());
+                Arc::new(move || shared.backends_of(&name, false))
+            }
+        };
         Ok(ReadOnlyKv { backends, ks: K::serde(), vs: V::serde(), name: name.to_string(), _p: PhantomData })
     }
 
@@ -222,7 +229,8 @@ impl KafkaStreams {
         if !self.shared.topo.stores.contains_key(name) {
             return Err(Error::State(format!("no state store `{name}` in this topology")));
         }
-        Ok(ReadOnlyWindow { backends: self.shared.backends_of(name, false), ks: K::serde(), vs: V::serde(), name: name.to_string() })
+        let (shared, store) = (self.shared.clone(), name.to_string());
+        Ok(ReadOnlyWindow { backends: Arc::new(move || shared.backends_of(&store, false)), ks: K::serde(), vs: V::serde(), name: name.to_string() })
     }
 
     /// Which partition holds `key` in `store`, and which instance (by
@@ -318,7 +326,21 @@ async fn prepare_topics(admin: &Admin, topo: &Topology, config: &StreamsConfig) 
             missing.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
         )));
     }
-    // Repartition topics: fixed, or as many partitions as the sub-topology writing them.
+    // Repartition topics that feed a join take the partition count of the input topics
+    // they join with (as Kafka's CopartitionedTopicsEnforcer); the others are fixed, or
+    // as many partitions as the sub-topology writing them.
+    for group in &topo.copartition {
+        let users: Vec<i32> = group.iter().filter(|t| matches!(t, TopicName::User(_))).filter_map(|t| counts.get(t).copied()).collect();
+        if let Some(n) = users.iter().copied().max() {
+            for t in group {
+                if let TopicName::Repartition(name) = t {
+                    if topo.repartitions.get(name).is_some_and(|d| d.partitions.is_none()) {
+                        counts.insert(t.clone(), n);
+                    }
+                }
+            }
+        }
+    }
     let writer_of = |name: &str| -> Option<u32> {
         topo.subs.iter().find(|s| s.nodes.iter().any(|&i| matches!(&topo.nodes[i].kind, NodeKind::Sink { topic: TopicName::Repartition(n) } if n == name))).map(|s| s.id)
     };
