@@ -184,7 +184,8 @@ impl TopologyTestDriver {
     /// A key-value store's contents.
     pub fn kv_store<K: DefaultSerde, V: DefaultSerde>(&self, name: &str) -> Result<ReadOnlyKv<K, V>> {
         let b = self.backend(name)?;
-        Ok(ReadOnlyKv { backends: Arc::new(move || vec![(0, b.clone())]), ks: K::serde(), vs: V::serde(), name: name.to_string(), _p: PhantomData })
+        let timestamped = self.topo.stores.get(name).is_some_and(|d| d.timestamped);
+        Ok(ReadOnlyKv { backends: Arc::new(move || vec![(0, b.clone())]), timestamped, ks: K::serde(), vs: V::serde(), name: name.to_string(), _p: PhantomData })
     }
 
     /// A window store's contents.

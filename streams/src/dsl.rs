@@ -615,7 +615,7 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KGroupedStream<K, V> {
     fn build_agg<A: Data + DefaultSerde>(&self, materialized: Materialized, prefix: &str, step: impl Fn(&K, V, Option<A>) -> A + Send + Sync + 'static) -> KTable<K, A> {
         let def = {
             let mut b = self.stream.b.lock().unwrap();
-            materialized.store_def(&mut b, &format!("{prefix}-STATE-STORE"))
+            StoreDef { timestamped: true, ..materialized.store_def(&mut b, &format!("{prefix}-STATE-STORE")) }
         };
         let input = self.stream.repartitioned_for(&def.name);
         let mut b = self.stream.b.lock().unwrap();
@@ -648,10 +648,15 @@ impl<K: Data + DefaultSerde, V: Data, A: Data + DefaultSerde> Node for AggNode<K
             ctx.task.metrics.dropped_null_key += 1;
             return Ok(());
         }
-        let old = ctx.kv(&h).get(&r.key)?;
+        let (old, old_ts) = match ctx.kv(&h).get_with_timestamp(&r.key)? {
+            Some((v, ts)) => (Some(v), ts),
+            None => (None, None),
+        };
         let new = (self.step)(&r.key, r.value, old.clone());
-        ctx.kv(&h).put(&r.key, &new)?;
-        ctx.forward(Rec { key: Box::new(r.key), value: Box::new(Change { new: Some(new), old }), ts: r.timestamp, headers: r.headers });
+        // As Kafka: the aggregate is as recent as the latest record in it.
+        let ts = old_ts.map_or(r.timestamp, |t| t.max(r.timestamp));
+        ctx.kv(&h).put_with_timestamp(&r.key, &new, ts)?;
+        ctx.forward(Rec { key: Box::new(r.key), value: Box::new(Change { new: Some(new), old }), ts, headers: r.headers });
         Ok(())
     }
 }

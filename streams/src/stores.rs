@@ -50,22 +50,25 @@ pub struct StoreDef {
     pub in_memory: bool,
     /// Backed by a changelog topic.
     pub logged: bool,
+    /// Key-value stores of aggregations: each value is stored after the 8-byte
+    /// big-endian timestamp of its latest update (Kafka's timestamped stores).
+    pub timestamped: bool,
 }
 
 impl StoreDef {
     /// A RocksDB key-value store with a changelog.
     pub fn key_value(name: impl Into<String>) -> StoreDef {
-        StoreDef { name: name.into(), kind: StoreKind::KeyValue, in_memory: false, logged: true }
+        StoreDef { name: name.into(), kind: StoreKind::KeyValue, in_memory: false, logged: true, timestamped: false }
     }
 
     /// A RocksDB window store with a changelog.
     pub fn window(name: impl Into<String>, size_ms: i64, retention_ms: i64, retain_duplicates: bool) -> StoreDef {
-        StoreDef { name: name.into(), kind: StoreKind::Window { size_ms, retention_ms, retain_duplicates }, in_memory: false, logged: true }
+        StoreDef { name: name.into(), kind: StoreKind::Window { size_ms, retention_ms, retain_duplicates }, in_memory: false, logged: true, timestamped: false }
     }
 
     /// A RocksDB session store with a changelog.
     pub fn session(name: impl Into<String>, retention_ms: i64) -> StoreDef {
-        StoreDef { name: name.into(), kind: StoreKind::Session { retention_ms }, in_memory: false, logged: true }
+        StoreDef { name: name.into(), kind: StoreKind::Session { retention_ms }, in_memory: false, logged: true, timestamped: false }
     }
 
     /// Builder: keeps the store in memory.
@@ -332,19 +335,42 @@ pub struct KvStore<'a, K, V> {
 }
 
 impl<K: 'static, V: 'static> KvStore<'_, K, V> {
+    fn value(&self, b: &[u8]) -> Result<(V, Option<i64>)> {
+        split_value(&self.st.def, b).and_then(|(ts, v)| Ok((de(&self.h.vs, &self.st.def, Some(v))?, ts)))
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
+        Ok(self.get_with_timestamp(key)?.map(|(v, _)| v))
+    }
+
+    /// The value of `key` and, in a timestamped store, the time of its latest update.
+    pub fn get_with_timestamp(&self, key: &K) -> Result<Option<(V, Option<i64>)>> {
         let k = ser_key(&self.h.ks, &self.st.def, key)?;
         match self.st.get(&k)? {
-            Some(b) => de(&self.h.vs, &self.st.def, Some(&b)).map(Some),
+            Some(b) => self.value(&b).map(Some),
             None => Ok(None),
         }
     }
 
-    /// Stores `value` under `key`.
+    /// Stores `value` under `key` (stamped with the current record's time).
     pub fn put(&mut self, key: &K, value: &V) -> Result<()> {
+        let ts = self.ts;
+        self.put_with_timestamp(key, value, ts)
+    }
+
+    /// Stores `value` under `key`, stamped with `timestamp` in a timestamped store.
+    pub fn put_with_timestamp(&mut self, key: &K, value: &V, timestamp: i64) -> Result<()> {
         let k = ser_key(&self.h.ks, &self.st.def, key)?;
-        let v = self.h.vs.serialize(value);
+        let v = self.h.vs.serialize(value).map(|v| {
+            if self.st.def.timestamped {
+                let mut b = timestamp.to_be_bytes().to_vec();
+                b.extend_from_slice(&v);
+                b
+            } else {
+                v
+            }
+        });
         self.st.put(k, v, self.ts, self.h.idx, self.out);
         Ok(())
     }
@@ -371,8 +397,17 @@ impl<K: 'static, V: 'static> KvStore<'_, K, V> {
     }
 
     fn decode(&self, raw: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(K, V)>> {
-        raw.into_iter().map(|(k, v)| Ok((de(&self.h.ks, &self.st.def, Some(&k))?, de(&self.h.vs, &self.st.def, Some(&v))?))).collect()
+        raw.into_iter().map(|(k, v)| Ok((de(&self.h.ks, &self.st.def, Some(&k))?, self.value(&v)?.0))).collect()
     }
+}
+
+/// Splits a stored value into its timestamp (timestamped stores) and the value bytes.
+pub(crate) fn split_value<'a>(def: &StoreDef, b: &'a [u8]) -> Result<(Option<i64>, &'a [u8])> {
+    if !def.timestamped {
+        return Ok((None, b));
+    }
+    let ts = b.get(..8).ok_or_else(|| Error::Store(format!("store `{}` holds a {}-byte value, too short for its timestamp", def.name, b.len())))?;
+    Ok((Some(i64::from_be_bytes(ts.try_into().expect("8 bytes"))), &b[8..]))
 }
 
 /// A window store, read and written by a processor.
@@ -523,6 +558,8 @@ pub(crate) type BackendSource = Arc<dyn Fn() -> Vec<(i32, SharedBackend)> + Send
 /// this instance runs at the time of each call.
 pub struct ReadOnlyKv<K, V> {
     pub(crate) backends: BackendSource,
+    /// Values carry an 8-byte timestamp first.
+    pub(crate) timestamped: bool,
     pub(crate) ks: SerdeRef<K>,
     pub(crate) vs: SerdeRef<V>,
     pub(crate) name: String,
@@ -531,6 +568,7 @@ pub struct ReadOnlyKv<K, V> {
 
 impl<K: 'static, V: 'static> ReadOnlyKv<K, V> {
     fn decode(&self, b: &[u8]) -> Result<V> {
+        let b = if self.timestamped { b.get(8..).ok_or_else(|| Error::Store(format!("store `{}`: a value without its timestamp", self.name)))? } else { b };
         self.vs.deserialize(Some(b)).map_err(|e| Error::Store(format!("store `{}`: {e}", self.name)))
     }
 

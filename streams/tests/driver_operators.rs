@@ -410,7 +410,6 @@ fn group_by_regroups_by_a_computed_key_through_a_repartition_topic() -> Result<(
 }
 
 #[test]
-#[ignore = "KNOWN LIMIT (ARCHITECTURE.md): aggregations stamp results with the input record's time; Kafka uses max(input time, previous aggregate time)"]
 fn aggregation_results_carry_the_largest_timestamp_seen_for_the_key() -> Result<()> {
     let b = StreamsBuilder::new();
     let grouped = b.stream::<String, i64>("in").group_by_key();

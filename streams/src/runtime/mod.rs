@@ -221,7 +221,8 @@ impl KafkaStreams {
                 Arc::new(move || shared.backends_of(&name, false))
             }
         };
-        Ok(ReadOnlyKv { backends, ks: K::serde(), vs: V::serde(), name: name.to_string(), _p: PhantomData })
+        let timestamped = self.shared.topo.stores.get(name).is_some_and(|d| d.timestamped);
+        Ok(ReadOnlyKv { backends, timestamped, ks: K::serde(), vs: V::serde(), name: name.to_string(), _p: PhantomData })
     }
 
     /// Committed contents of a window store, over this instance's active tasks.
