@@ -143,7 +143,9 @@ async fn standby_replicas_take_over() -> Result<()> {
     let bootstrap = server.bootstrap().to_string();
     Admin::connect(&bootstrap).await?.create_topics(&[NewTopic::new("sb-in", 4, 1), NewTopic::new("sb-out", 4, 1)]).await?;
     let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let sets = [("num.standby.replicas", "1"), ("processing.guarantee", "exactly_once_v2")];
+    // No record cache: every update reaches the changelog, so a restore without the
+    // standby copy would replay all 20,000 of them.
+    let sets = [("num.standby.replicas", "1"), ("processing.guarantee", "exactly_once_v2"), ("statestore.cache.max.bytes", "0")];
     let a = KafkaStreams::start(count_topology("sb-in", "sb-out")?, config("sb", &bootstrap, da.path(), &sets)?).await?;
     let b = KafkaStreams::start(count_topology("sb-in", "sb-out")?, config("sb", &bootstrap, db.path(), &sets)?).await?;
     // Both members in the group, each with active and standby tasks.
@@ -236,5 +238,48 @@ async fn repartition_topic_feeding_a_join_matches_the_table() -> Result<()> {
     want.sort();
     assert_eq!(got, want);
     streams.close().await?;
+    Ok(())
+}
+
+/// The record cache (on by default, `statestore.cache.max.bytes`): a count forwards only
+/// the latest update per key at each commit, so 5,000 inputs over 10 keys, already in
+/// the topic when the application starts, give far fewer than 5,000 outputs; and the
+/// last output per key is still the exact count. With the cache off every update is
+/// forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_cache_forwards_the_latest_update_per_key() -> Result<()> {
+    let server = SamsaServer::start()?;
+    let bootstrap = server.bootstrap().to_string();
+    Admin::connect(&bootstrap)
+        .await?
+        .create_topics(&[NewTopic::new("rc-in", 2, 1), NewTopic::new("rc-out", 1, 1), NewTopic::new("rc-out0", 1, 1)])
+        .await?;
+    produce(&bootstrap, "rc-in", 5000, 10, 5).await?;
+    for (out, cache) in [("rc-out", "10485760"), ("rc-out0", "0")] {
+        let state = tempfile::tempdir()?;
+        let cfg = config(&format!("rc-{cache}"), &bootstrap, state.path(), &[("statestore.cache.max.bytes", cache), ("commit.interval.ms", "1000")])?;
+        let streams = KafkaStreams::start(count_topology("rc-in", out)?, cfg).await?;
+        let consumer = samsa_client::Consumer::from_properties([("bootstrap.servers", bootstrap.as_str()), ("group.id", &format!("rc-check-{cache}")), ("auto.offset.reset", "earliest")]).await?;
+        consumer.subscribe(&[out])?;
+        let mut last = std::collections::BTreeMap::new();
+        let mut records = 0usize;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while last.len() < 10 || last.values().any(|n: &i64| *n != 500) {
+            ensure!(Instant::now() < deadline, "cache {cache}: counts never reached 500 each: {last:?}");
+            for r in consumer.poll(Duration::from_millis(200)).await? {
+                let k = String::from_utf8(r.key.unwrap_or_default().to_vec())?;
+                let v = i64::from_be_bytes(r.value.unwrap_or_default().as_ref().try_into()?);
+                records += 1;
+                last.insert(k, v);
+            }
+        }
+        eprintln!("statestore.cache.max.bytes={cache}: {records} output records for 5000 inputs");
+        if cache == "0" {
+            assert_eq!(records, 5000, "without a cache every update is forwarded");
+        } else {
+            ensure!(records <= 500, "the cache forwarded {records} records for 5000 updates of 10 keys");
+        }
+        streams.close().await?;
+    }
     Ok(())
 }

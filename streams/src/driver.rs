@@ -71,6 +71,8 @@ impl TopologyTestDriver {
                 stores,
                 TaskEnv {
                     globals: global_backends.clone(),
+                    // As Kafka's driver, which commits (flushing caches) after every record.
+                    caching: false,
                     wall_clock: Arc::new(move || c.load(Ordering::Relaxed)),
                     extractor: Arc::new(|r: &ConsumerRecord| r.timestamp),
                     on_bad: DeserializationHandler::Fail,

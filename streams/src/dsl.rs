@@ -622,17 +622,23 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KGroupedStream<K, V> {
         let store = b.add_store(def);
         let step = Arc::new(step);
         let s2 = store.clone();
-        let factory: NodeFactory = Arc::new(move || Box::new(AggNode::<K, V, A> { store: s2.clone(), h: None, step: step.clone() }));
+        let factory: NodeFactory = Arc::new(move || Box::new(AggNode::<K, V, A> { store: s2.clone(), h: None, step: step.clone(), held: BTreeMap::new() }));
         let node = b.add(prefix, NodeKind::Processor, Some(factory), &[input.node], vec![store.clone()], cloner::<K, Change<A>>());
         KTable { b: self.stream.b.clone(), node, store: Some(store), _p: PhantomData }
     }
 }
+
+/// An update an aggregation holds back for the record cache: the key, the value before
+/// the first held update, the latest value, its time and headers.
+type Held<K, A> = (K, Option<A>, A, i64, crate::record::Headers);
 
 #[allow(clippy::type_complexity)]
 struct AggNode<K, V, A> {
     store: String,
     h: Option<KvHandle<K, A>>,
     step: Arc<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>,
+    /// With record caching: the latest update per serialized key since the last flush.
+    held: BTreeMap<Vec<u8>, Held<K, A>>,
 }
 
 impl<K: Data + DefaultSerde, V: Data, A: Data + DefaultSerde> Node for AggNode<K, V, A> {
@@ -643,11 +649,11 @@ impl<K: Data + DefaultSerde, V: Data, A: Data + DefaultSerde> Node for AggNode<K
     fn process(&mut self, ctx: &mut NodeCtx<'_>, rec: Rec) -> Result<()> {
         let h = self.h.clone().expect("initialized");
         let r = rec.typed::<K, V>();
-        if h.ks.serialize(&r.key).is_none() {
+        let Some(key_bytes) = h.ks.serialize(&r.key) else {
             // As Kafka: a record with a null key has no group; it is skipped and counted.
             ctx.task.metrics.dropped_null_key += 1;
             return Ok(());
-        }
+        };
         let (old, old_ts) = match ctx.kv(&h).get_with_timestamp(&r.key)? {
             Some((v, ts)) => (Some(v), ts),
             None => (None, None),
@@ -656,8 +662,34 @@ impl<K: Data + DefaultSerde, V: Data, A: Data + DefaultSerde> Node for AggNode<K
         // As Kafka: the aggregate is as recent as the latest record in it.
         let ts = old_ts.map_or(r.timestamp, |t| t.max(r.timestamp));
         ctx.kv(&h).put_with_timestamp(&r.key, &new, ts)?;
+        if ctx.task.caching {
+            // Kafka's record cache: downstream sees the latest update per key at the next
+            // flush, with the value from before the first update held back as `old`.
+            match self.held.get_mut(&key_bytes) {
+                Some(held) => {
+                    held.2 = new;
+                    held.3 = ts;
+                    held.4 = r.headers;
+                }
+                None => {
+                    self.held.insert(key_bytes, (r.key, old, new, ts, r.headers));
+                }
+            }
+            return Ok(());
+        }
         ctx.forward(Rec { key: Box::new(r.key), value: Box::new(Change { new: Some(new), old }), ts, headers: r.headers });
         Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut NodeCtx<'_>) -> Result<()> {
+        for (_, (key, old, new, ts, headers)) in std::mem::take(&mut self.held) {
+            ctx.forward(Rec { key: Box::new(key), value: Box::new(Change { new: Some(new), old }), ts, headers });
+        }
+        Ok(())
+    }
+
+    fn abort(&mut self) {
+        self.held.clear();
     }
 }
 

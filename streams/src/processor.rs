@@ -60,6 +60,9 @@ pub(crate) struct TaskCtx {
     pub metrics: TaskMetrics,
     /// Global stores (read-only lookups from every task).
     pub globals: HashMap<String, crate::stores::SharedBackend>,
+    /// Record caching on (`statestore.cache.max.bytes` > 0): aggregations forward, and
+    /// stores log, only the latest update per key at each flush (commit).
+    pub caching: bool,
 }
 
 /// Context of one node while it runs.
@@ -146,6 +149,12 @@ pub(crate) trait Node: Send {
     fn punctuate(&mut self, _ctx: &mut NodeCtx<'_>, _id: usize, _ts: i64) -> Result<()> {
         Ok(())
     }
+    /// Forwards what the node held back for the record cache (called before a commit).
+    fn flush(&mut self, _ctx: &mut NodeCtx<'_>) -> Result<()> {
+        Ok(())
+    }
+    /// Forgets what the node held back (its transaction aborted).
+    fn abort(&mut self) {}
 }
 
 /// Makes a fresh node for each task.

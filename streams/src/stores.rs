@@ -137,6 +137,9 @@ pub(crate) struct StoreState {
     pub changelog: Option<(Arc<str>, i32)>,
     /// Stream time up to which expired windows were last dropped.
     pub expired_upto: i64,
+    /// With record caching: keys written since the last flush and the time of their last
+    /// write; their changelog records are sent at the flush, one per key.
+    pub deferred_log: Option<BTreeMap<Vec<u8>, i64>>,
 }
 
 fn backend_err(def: &StoreDef, e: impl std::fmt::Display) -> Error {
@@ -145,7 +148,7 @@ fn backend_err(def: &StoreDef, e: impl std::fmt::Display) -> Error {
 
 impl StoreState {
     pub(crate) fn new(def: Arc<StoreDef>, backend: SharedBackend, changelog: Option<(Arc<str>, i32)>) -> StoreState {
-        StoreState { def, backend, overlay: BTreeMap::new(), overlay_bytes: 0, changelog, expired_upto: i64::MIN }
+        StoreState { def, backend, overlay: BTreeMap::new(), overlay_bytes: 0, changelog, expired_upto: i64::MIN, deferred_log: None }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn KvBackend>> {
@@ -162,7 +165,9 @@ impl StoreState {
 
     /// Writes (or deletes) `key`, and logs the write to the changelog.
     pub(crate) fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>, ts: i64, idx: usize, out: &mut Vec<OutRecord>) {
-        if let Some((topic, partition)) = &self.changelog {
+        if let (Some(deferred), Some(_)) = (self.deferred_log.as_mut(), &self.changelog) {
+            deferred.insert(key.clone(), ts);
+        } else if let Some((topic, partition)) = &self.changelog {
             out.push(OutRecord {
                 topic: topic.clone(),
                 partition: Some(*partition),
@@ -210,6 +215,19 @@ impl StoreState {
     pub(crate) fn abort(&mut self) {
         self.overlay.clear();
         self.overlay_bytes = 0;
+        if let Some(d) = self.deferred_log.as_mut() {
+            d.clear();
+        }
+    }
+
+    /// Sends the deferred changelog records: the current value of each key written since
+    /// the last flush.
+    pub(crate) fn flush_log(&mut self, idx: usize, out: &mut Vec<OutRecord>) {
+        let (Some(deferred), Some((topic, partition))) = (self.deferred_log.as_mut(), &self.changelog) else { return };
+        for (key, ts) in std::mem::take(deferred) {
+            let value = self.overlay.get(&key).cloned().flatten();
+            out.push(OutRecord { topic: topic.clone(), partition: Some(*partition), key: Some(key), value, ts, headers: Vec::new(), changelog_of: Some(idx) });
+        }
     }
 
     /// Applies a changelog record during restoration (straight to the backend).

@@ -31,6 +31,8 @@ pub enum DeserializationHandler {
 #[derive(Clone)]
 pub(crate) struct TaskEnv {
     pub globals: HashMap<String, SharedBackend>,
+    /// Record caching (see `TaskCtx::caching`).
+    pub caching: bool,
     pub wall_clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     pub extractor: TimestampExtractor,
     pub on_bad: DeserializationHandler,
@@ -59,7 +61,13 @@ impl Task {
         stores: Vec<StoreState>,
         env: TaskEnv,
     ) -> Result<Task> {
-        let TaskEnv { globals, wall_clock, extractor, on_bad } = env;
+        let TaskEnv { globals, caching, wall_clock, extractor, on_bad } = env;
+        let mut stores = stores;
+        if caching {
+            for st in &mut stores {
+                st.deferred_log = Some(BTreeMap::new());
+            }
+        }
         let sub = topo.subs.get(id.subtopology as usize).ok_or_else(|| Error::State(format!("task {id}: no such sub-topology")))?.clone();
         let store_index = stores.iter().enumerate().map(|(i, s)| (s.def.name.clone(), i)).collect();
         let mut nodes: Vec<Option<Box<dyn Node>>> = (0..topo.nodes.len()).map(|_| None).collect();
@@ -88,6 +96,7 @@ impl Task {
             seq: 0,
             metrics: TaskMetrics::default(),
             globals,
+            caching,
         };
         let mut task = Task { id, topo: topo.clone(), nodes, ctx, queues: BTreeMap::new(), sources, consumed: BTreeMap::new(), extractor, on_bad };
         for &i in &sub.nodes {
@@ -237,6 +246,31 @@ impl Task {
         Ok(())
     }
 
+    /// Forwards what nodes held back for the record cache (parents before children, so
+    /// one flush carries updates through chained aggregations), then the deferred
+    /// changelog records.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        if !self.ctx.caching {
+            return Ok(());
+        }
+        let topo = self.topo.clone();
+        let sub = &topo.subs[self.id.subtopology as usize];
+        for &i in &sub.nodes {
+            let Some(mut node) = self.nodes[i].take() else { continue };
+            let mut emitted = Vec::new();
+            let ts = self.ctx.stream_time;
+            let r = node.flush(&mut NodeCtx { task: &mut self.ctx, emitted: &mut emitted, node: i, name: &topo.nodes[i].name, ts });
+            self.nodes[i] = Some(node);
+            r?;
+            self.forward(i, emitted)?;
+        }
+        let TaskCtx { stores, out, .. } = &mut self.ctx;
+        for (i, st) in stores.iter_mut().enumerate() {
+            st.flush_log(i, out);
+        }
+        Ok(())
+    }
+
     /// Output, repartition and changelog records produced so far.
     pub(crate) fn take_output(&mut self) -> Vec<OutRecord> {
         std::mem::take(&mut self.ctx.out)
@@ -275,6 +309,9 @@ impl Task {
     pub(crate) fn abort(&mut self) {
         for st in &mut self.ctx.stores {
             st.abort();
+        }
+        for n in self.nodes.iter_mut().flatten() {
+            n.abort();
         }
         self.queues.clear();
         self.ctx.out.clear();

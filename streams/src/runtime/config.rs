@@ -51,7 +51,10 @@ pub struct StreamsConfig {
     pub replication_factor: i16,
     /// `application.server`: this instance's `host:port` for interactive queries.
     pub application_server: Option<String>,
-    /// `statestore.cache.max.bytes`: uncommitted store writes that force an early commit.
+    /// `statestore.cache.max.bytes` (default 10 MiB): the record cache. When above 0,
+    /// aggregations forward (and stores log) only the latest update per key at each commit,
+    /// and uncommitted writes beyond this size force an early commit; 0 forwards every
+    /// update.
     pub max_uncommitted_bytes: usize,
     /// `rocksdb.block.cache.bytes` and `rocksdb.write.buffer.bytes`: the RocksDB memory
     /// budget shared by every store of this instance.

@@ -196,7 +196,12 @@ impl StreamThread {
             self.send_output().await?;
             self.follow_standbys().await?;
             let uncommitted: usize = self.tasks.values().map(|t| t.uncommitted_bytes()).sum();
-            if Instant::now() >= self.next_commit || uncommitted > self.shared.config.max_uncommitted_bytes {
+            // Without a record cache, uncommitted writes are still bounded (64 MiB).
+            let limit = match self.shared.config.max_uncommitted_bytes {
+                0 => 64 << 20,
+                n => n,
+            };
+            if Instant::now() >= self.next_commit || uncommitted > limit {
                 self.commit().await?;
                 self.next_commit = Instant::now() + self.shared.config.commit_interval;
             }
@@ -247,7 +252,9 @@ impl StreamThread {
             return Ok(());
         }
         for t in self.tasks.values_mut() {
+            t.flush()?;
             t.expire_windows()?;
+            t.flush()?;
         }
         self.send_output().await?;
         let offsets: BTreeMap<TopicPartition, i64> = self.tasks.values().flat_map(|t| t.offsets()).collect();
@@ -392,6 +399,7 @@ impl StreamThread {
                 stores,
                 TaskEnv {
                     globals: self.shared.globals.clone(),
+                    caching: self.shared.config.max_uncommitted_bytes > 0,
                     wall_clock: Arc::new(crate::runtime::now_ms),
                     extractor: self.shared.config.timestamp_extractor.clone(),
                     on_bad: self.shared.config.deserialization_handler,
