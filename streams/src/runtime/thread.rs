@@ -193,7 +193,18 @@ impl StreamThread {
                     t.punctuate(crate::processor::PunctuationType::WallClockTime)?;
                 }
             }
-            self.send_output().await?;
+            if let Err(e) = self.send_output().await {
+                match e {
+                    // The transaction cannot go on (e.g. it timed out, or this producer was
+                    // fenced): redo the work since the last commit in a new one.
+                    Error::Client(ce) if self.shared.config.exactly_once() => {
+                        tracing::warn!(thread = self.idx + 1, error = %ce, "sending failed; aborting and going back to the last commit");
+                        self.abort_and_rewind(matches!(ce, samsa_client::Error::Fenced { .. })).await?;
+                        continue;
+                    }
+                    other => return Err(other),
+                }
+            }
             self.follow_standbys().await?;
             let uncommitted: usize = self.tasks.values().map(|t| t.uncommitted_bytes()).sum();
             // Without a record cache, uncommitted writes are still bounded (64 MiB).
