@@ -283,3 +283,41 @@ async fn record_cache_forwards_the_latest_update_per_key() -> Result<()> {
     }
     Ok(())
 }
+
+/// A restore longer than `max.poll.interval.ms` keeps the member in its group (its
+/// partitions are paused and it polls between restore batches), so it is not evicted and
+/// does not rebalance again when the restore ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_restore_keeps_the_group_membership() -> Result<()> {
+    let server = SamsaServer::start()?;
+    let bootstrap = server.bootstrap().to_string();
+    Admin::connect(&bootstrap).await?.create_topics(&[NewTopic::new("lr-in", 1, 1), NewTopic::new("lr-out", 1, 1)]).await?;
+    const N: usize = 800_000;
+    produce(&bootstrap, "lr-in", N, N, 5).await?;
+    let state = tempfile::tempdir()?;
+    // Every update logged: the changelog gets N records to restore.
+    let sets = [("statestore.cache.max.bytes", "0"), ("consumer.max.poll.interval.ms", "600")];
+    let first = KafkaStreams::start(count_topology("lr-in", "lr-out")?, config("lr", &bootstrap, state.path(), &sets)?).await?;
+    wait_processed(&first, N as u64, "first run").await?;
+    first.close().await?;
+    std::fs::remove_dir_all(state.path().join("lr"))?;
+
+    let started = Instant::now();
+    let second = KafkaStreams::start(count_topology("lr-in", "lr-out")?, config("lr", &bootstrap, state.path(), &sets)?).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while second.restored_records() < N as u64 {
+        ensure!(!second.is_failed() && Instant::now() < deadline, "restored {} of {N}", second.restored_records());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let restore_time = started.elapsed();
+    eprintln!("restored {N} changelog records in {restore_time:?} with max.poll.interval.ms=600");
+    ensure!(restore_time > Duration::from_millis(1200), "the restore took only {restore_time:?}: too short to show anything; raise N");
+    // Give an eviction time to show (a second assignment), then check there was none.
+    produce(&bootstrap, "lr-in", 10, 10, 5).await?;
+    wait_processed(&second, 10, "after the restore").await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(second.rebalances(), 1, "the member was evicted during its restore and rejoined");
+    assert_eq!(second.store::<String, i64>("counts")?.get(&"key-3".to_string())?.map(|n| n >= 1), Some(true));
+    second.close().await?;
+    Ok(())
+}

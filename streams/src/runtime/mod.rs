@@ -41,6 +41,8 @@ pub(crate) struct Metrics {
     pub restored: AtomicU64,
     /// Changelog records applied to standby tasks.
     pub standby_applied: AtomicU64,
+    /// Assignments the threads have acted on.
+    pub rebalances: AtomicU64,
     pub tasks: Mutex<BTreeMap<TaskId, TaskMetrics>>,
 }
 
@@ -267,6 +269,11 @@ impl KafkaStreams {
     /// Changelog records applied while restoring active tasks (since start).
     pub fn restored_records(&self) -> u64 {
         self.shared.metrics.restored.load(Ordering::Relaxed)
+    }
+
+    /// Assignments this instance's threads have acted on (since start).
+    pub fn rebalances(&self) -> u64 {
+        self.shared.metrics.rebalances.load(Ordering::Relaxed)
     }
 
     /// Changelog records applied to standby replicas (since start).

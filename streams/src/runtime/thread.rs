@@ -374,6 +374,7 @@ impl StreamThread {
     /// moved, create and restore new ones, update standbys, rewind inputs.
     async fn on_rebalance(&mut self) -> Result<()> {
         let (generation, info) = self.assignment.lock().unwrap().latest.clone().expect("a new assignment");
+        self.shared.metrics.rebalances.fetch_add(1, Ordering::Relaxed);
         *self.shared.hosts.lock().unwrap() = Some(info.clone());
         if self.dirty || self.txn_open {
             tracing::info!(thread = self.idx + 1, "rebalance: dropping work not yet committed (it is redone from the last commit)");
@@ -480,8 +481,24 @@ impl StreamThread {
 
     /// Brings every logged store of a task up to the end of its changelog.
     async fn restore_stores(&mut self, t: TaskId, mut stores: Vec<StoreState>) -> Result<Vec<StoreState>> {
+        // The group member stays alive through a long restore: its partitions are paused
+        // and each restore batch is followed by a poll that returns nothing, so
+        // max.poll.interval.ms counts from the last batch, not from the restore's start.
+        // One partition at a time: a rebalance may take some away meanwhile.
+        let owned = self.consumer.assignment();
+        for tp in &owned {
+            let _ = self.consumer.pause(std::slice::from_ref(tp));
+        }
+        let restored = self.restore_stores_paused(t, &mut stores).await;
+        for tp in &owned {
+            let _ = self.consumer.resume(std::slice::from_ref(tp));
+        }
+        restored.map(|()| stores)
+    }
+
+    async fn restore_stores_paused(&mut self, t: TaskId, stores: &mut [StoreState]) -> Result<()> {
         let iso = if self.shared.config.exactly_once() { 1 } else { 0 };
-        for st in &mut stores {
+        for st in stores.iter_mut() {
             let Some((topic, partition)) = st.changelog.clone() else { continue };
             let tp = TopicPartition::new(topic.to_string(), partition);
             let end = list_offsets(self.restore.cluster(), std::slice::from_ref(&tp), OffsetSpec::Latest, iso).await?.get(&tp).map(|(o, _)| *o).unwrap_or(0);
@@ -496,6 +513,7 @@ impl StreamThread {
             self.restore.seek(&tp, from)?;
             let mut restored = 0u64;
             let mut last_log = Instant::now();
+            let mut last_poll = Instant::now();
             loop {
                 let recs = self.restore.poll(std::time::Duration::from_millis(200)).await?;
                 let pos = self.restore.position(&tp).await?;
@@ -505,6 +523,12 @@ impl StreamThread {
                 st.restore_batch(&batch, pos)?;
                 if pos >= end {
                     break;
+                }
+                // Paused: nothing comes back, unless a rebalance added partitions, whose
+                // records the rewind after that rebalance reads again.
+                if last_poll.elapsed() >= std::time::Duration::from_millis(100) {
+                    last_poll = Instant::now();
+                    let _ = self.consumer.poll(std::time::Duration::ZERO).await;
                 }
                 if last_log.elapsed().as_secs() >= 5 {
                     last_log = Instant::now();
@@ -517,7 +541,7 @@ impl StreamThread {
             self.restore.unassign();
             tracing::info!(task = %t, store = %st.def.name, records = restored, ms = started.elapsed().as_millis() as u64, "restored");
         }
-        Ok(stores)
+        Ok(())
     }
 
     /// Applies new changelog records to standby stores.
