@@ -321,3 +321,45 @@ async fn a_long_restore_keeps_the_group_membership() -> Result<()> {
     second.close().await?;
     Ok(())
 }
+
+/// A second instance joining makes the first give up half its tasks: the first commits
+/// before the rebalance revokes them, so no processed work is dropped and redone, and
+/// the counts stay exact under at_least_once (nothing is counted twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_out_commits_before_the_rebalance() -> Result<()> {
+    let server = SamsaServer::start()?;
+    let bootstrap = server.bootstrap().to_string();
+    Admin::connect(&bootstrap).await?.create_topics(&[NewTopic::new("so-in", 4, 1), NewTopic::new("so-out", 4, 1)]).await?;
+    let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    // A long commit interval: without the commit before the rebalance, A would drop
+    // everything since its last commit and count it again.
+    let sets = [("commit.interval.ms", "8000")];
+    let a = KafkaStreams::start(count_topology("so-in", "so-out")?, config("so", &bootstrap, da.path(), &sets)?).await?;
+    produce(&bootstrap, "so-in", 4000, 40, 5).await?;
+    wait_processed(&a, 4000, "A alone").await?;
+    let b = KafkaStreams::start(count_topology("so-in", "so-out")?, config("so", &bootstrap, db.path(), &sets)?).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.local_tasks().0.len() < 2 || a.local_tasks().0.len() != 2 {
+        ensure!(Instant::now() < deadline, "B never got tasks: A {:?}, B {:?}", a.local_tasks(), b.local_tasks());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    produce(&bootstrap, "so-in", 4000, 40, 5).await?;
+    ensure!(a.redone_work() == 0, "A dropped uncommitted work {} time(s)", a.redone_work());
+    // Every key counted exactly 200 times across both instances' outputs.
+    let consumer = samsa_client::Consumer::from_properties([("bootstrap.servers", bootstrap.as_str()), ("group.id", "so-check"), ("auto.offset.reset", "earliest")]).await?;
+    consumer.subscribe(&["so-out"])?;
+    let mut last = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while last.len() < 40 || last.values().any(|n: &i64| *n < 200) {
+        ensure!(Instant::now() < deadline, "counts never reached 200: {last:?}");
+        for r in consumer.poll(Duration::from_millis(200)).await? {
+            let k = String::from_utf8(r.key.unwrap_or_default().to_vec())?;
+            last.insert(k, i64::from_be_bytes(r.value.unwrap_or_default().as_ref().try_into()?));
+        }
+    }
+    ensure!(last.values().all(|n| *n == 200), "some key was counted twice: {last:?}");
+    ensure!(a.redone_work() == 0 && b.redone_work() == 0, "work was redone: A {}, B {}", a.redone_work(), b.redone_work());
+    a.close().await?;
+    b.close().await?;
+    Ok(())
+}

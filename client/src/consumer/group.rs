@@ -324,6 +324,8 @@ async fn heartbeat(inner: &Inner) {
             Some(ResponseError::RebalanceInProgress) => {
                 tracing::debug!("rebalance in progress; rejoining");
                 inner.state.lock().unwrap().rejoin = true;
+                // A poll waiting for records learns of it now (and lets the rebalance start).
+                inner.data.notify_waiters();
             }
             Some(ResponseError::UnknownMemberId) | Some(ResponseError::FencedInstanceId) => lose(inner, true),
             Some(ResponseError::IllegalGeneration) => lose(inner, false),

@@ -332,10 +332,24 @@ impl Consumer {
     /// Returns buffered records, waiting up to `timeout` for some. Surfaces background
     /// errors (e.g. no offset with `auto.offset.reset=none`).
     pub async fn poll(&self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        self.poll_max(timeout, self.inner.config.max_poll_records).await
+        self.poll_max(timeout, self.inner.config.max_poll_records, true).await
     }
 
-    async fn poll_max(&self, timeout: Duration, max: usize) -> Result<Vec<ConsumerRecord>> {
+    /// Like [`Consumer::poll`], but when a rebalance is pending it returns at once with
+    /// nothing and does not let the rebalance start: the caller can commit its work
+    /// first, then call `poll` (see [`Consumer::rebalance_pending`]).
+    pub async fn poll_before_rebalance(&self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        self.poll_max(timeout, self.inner.config.max_poll_records, false).await
+    }
+
+    /// Whether the group asked this member to rejoin (the next `poll` starts the
+    /// rebalance, revoking partitions).
+    pub fn rebalance_pending(&self) -> bool {
+        let st = self.inner.state.lock().unwrap();
+        st.rejoin && st.generation >= 0
+    }
+
+    async fn poll_max(&self, timeout: Duration, max: usize, allow_rejoin: bool) -> Result<Vec<ConsumerRecord>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let arrived = self.inner.data.notified();
@@ -356,6 +370,9 @@ impl Consumer {
                     return Err(fetcher::no_offset_error(tp));
                 }
                 if st.rejoin && st.generation >= 0 {
+                    if !allow_rejoin {
+                        return Ok(Vec::new());
+                    }
                     // A rebalance is pending: hand out nothing until it is done, so no
                     // record is processed by this member after its partitions move.
                     st.poll_allows_rejoin = true;
@@ -381,7 +398,7 @@ impl Consumer {
     /// Waits for the next record (for loops that handle one at a time).
     pub async fn recv(&self) -> Result<ConsumerRecord> {
         loop {
-            if let Some(r) = self.poll_max(Duration::from_secs(1), 1).await?.pop() {
+            if let Some(r) = self.poll_max(Duration::from_secs(1), 1, true).await?.pop() {
                 return Ok(r);
             }
         }

@@ -43,6 +43,8 @@ pub(crate) struct Metrics {
     pub standby_applied: AtomicU64,
     /// Assignments the threads have acted on.
     pub rebalances: AtomicU64,
+    /// Times uncommitted work was dropped to be redone (aborts, rebalances mid-commit).
+    pub redone: AtomicU64,
     pub tasks: Mutex<BTreeMap<TaskId, TaskMetrics>>,
 }
 
@@ -274,6 +276,12 @@ impl KafkaStreams {
     /// Assignments this instance's threads have acted on (since start).
     pub fn rebalances(&self) -> u64 {
         self.shared.metrics.rebalances.load(Ordering::Relaxed)
+    }
+
+    /// Times this instance dropped uncommitted work to redo it from the last commit (a
+    /// failed commit or send, or a rebalance it could not commit before).
+    pub fn redone_work(&self) -> u64 {
+        self.shared.metrics.redone.load(Ordering::Relaxed)
     }
 
     /// Changelog records applied to standby replicas (since start).

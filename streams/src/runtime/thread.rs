@@ -160,7 +160,16 @@ impl StreamThread {
     async fn run_loop(&mut self) -> Result<()> {
         let poll = self.shared.config.poll;
         while !self.shared.closing.load(Ordering::Acquire) {
-            let records = match self.consumer.poll(poll).await {
+            let rebalancing = self.consumer.rebalance_pending();
+            if rebalancing {
+                // Commit before the rebalance revokes the tasks (as Kafka Streams does on
+                // revocation), so nothing processed is dropped and redone; this poll then
+                // lets the rebalance start.
+                self.commit().await?;
+                self.next_commit = Instant::now() + self.shared.config.commit_interval;
+            }
+            let polled = if rebalancing { self.consumer.poll(poll).await } else { self.consumer.poll_before_rebalance(poll).await };
+            let records = match polled {
                 Ok(r) => r,
                 Err(e) if e.is_retriable() => {
                     tracing::debug!(error = %e, "poll failed; retrying");
@@ -327,6 +336,7 @@ impl StreamThread {
 
     /// Drops uncommitted work everywhere and rewinds inputs to the committed offsets.
     async fn abort_and_rewind(&mut self, fenced: bool) -> Result<()> {
+        self.shared.metrics.redone.fetch_add(1, Ordering::Relaxed);
         self.drop_uncommitted(fenced, true).await?;
         self.rewind().await
     }
@@ -378,6 +388,7 @@ impl StreamThread {
         *self.shared.hosts.lock().unwrap() = Some(info.clone());
         if self.dirty || self.txn_open {
             tracing::info!(thread = self.idx + 1, "rebalance: dropping work not yet committed (it is redone from the last commit)");
+            self.shared.metrics.redone.fetch_add(1, Ordering::Relaxed);
             self.drop_uncommitted(false, self.txn_open).await?;
         }
         let active: BTreeSet<TaskId> = info.active.iter().copied().collect();
