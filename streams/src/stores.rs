@@ -248,8 +248,13 @@ pub(crate) fn ts_bytes(ts: i64) -> [u8; 8] {
     ((ts as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+/// The timestamp at the start of `b`; `i64::MIN` when `b` is too short (a malformed
+/// entry then reads as ancient, and expires).
 pub(crate) fn ts_from(b: &[u8]) -> i64 {
-    (u64::from_be_bytes(b[..8].try_into().expect("8 bytes")) ^ (1 << 63)) as i64
+    match b.get(..8) {
+        Some(t) => (u64::from_be_bytes(t.try_into().expect("8 bytes")) ^ (1 << 63)) as i64,
+        None => i64::MIN,
+    }
 }
 
 /// `len(key) ++ key`: all entries of one key are contiguous whatever its length.
@@ -260,10 +265,14 @@ pub(crate) fn key_prefix(key: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Splits a composite key into the user key and the rest.
+/// Splits a composite key into the user key and the rest (a malformed key, e.g. from a
+/// foreign changelog, gives an empty rest instead of a panic).
 pub(crate) fn split_key(composite: &[u8]) -> (&[u8], &[u8]) {
-    let n = u32::from_be_bytes(composite[..4].try_into().expect("length prefix")) as usize;
-    (&composite[4..4 + n], &composite[4 + n..])
+    let n = composite.get(..4).map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize);
+    match n {
+        Some(n) if composite.len() >= 4 + n => (&composite[4..4 + n], &composite[4 + n..]),
+        _ => (composite, &[]),
+    }
 }
 
 fn window_key(key: &[u8], start: i64, seq: Option<u32>) -> Vec<u8> {
@@ -531,7 +540,7 @@ impl<K: 'static, V: 'static> SessionStore<'_, K, V> {
         let mut out = Vec::new();
         for (ck, v) in self.st.range(Some(&lo), hi.as_deref())? {
             let (_, rest) = split_key(&ck);
-            let (end, start) = (ts_from(rest), ts_from(&rest[8..]));
+            let (end, start) = (ts_from(rest), ts_from(rest.get(8..).unwrap_or_default()));
             if start <= latest_start {
                 out.push((SessionWindow { start, end }, de(&self.h.vs, &self.st.def, Some(&v))?));
             }
@@ -553,12 +562,11 @@ pub(crate) fn expire(st: &mut StoreState, idx: usize, stream_time: i64, out: &mu
     let session = matches!(st.def.kind, StoreKind::Session { .. });
     let mut dead = Vec::new();
     for (ck, _) in st.range(None, None)? {
-        let (k, rest) = split_key(&ck);
+        let (_, rest) = split_key(&ck);
         // Windows: start + size < cutoff; sessions: end < cutoff.
         let t = ts_from(rest);
         let end = if session { t } else { t.saturating_add(match st.def.kind { StoreKind::Window { size_ms, .. } => size_ms, _ => 0 }) };
         if end < cutoff {
-            let _ = k;
             dead.push(ck);
         }
     }
@@ -677,5 +685,12 @@ mod tests {
         assert!(!(tricky >= lo && tricky < hi));
         assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
         assert_eq!(prefix_end(&[0xff]), None);
+    }
+
+    #[test]
+    fn malformed_composite_keys_do_not_panic() {
+        assert_eq!(split_key(&[0, 0]), (&[0u8, 0][..], &[][..]));
+        assert_eq!(split_key(&[0, 0, 0, 9, 1]), (&[0u8, 0, 0, 9, 1][..], &[][..]));
+        assert_eq!(ts_from(&[1, 2]), i64::MIN);
     }
 }
