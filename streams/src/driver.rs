@@ -112,7 +112,11 @@ impl TopologyTestDriver {
             b.lock().unwrap().write(&[(k, rec.value.as_ref().map(|v| v.to_vec()))], None)?;
             return Ok(());
         }
-        let mut pending = VecDeque::from([rec]);
+        self.run_pending(VecDeque::from([rec]))
+    }
+
+    /// Processes records (input, or fed back from repartition topics) until none is left.
+    fn run_pending(&mut self, mut pending: VecDeque<ConsumerRecord>) -> Result<()> {
         while let Some(rec) = pending.pop_front() {
             let Some((sub, _)) = self.topo.source_of(&self.app_id, &rec.topic) else {
                 return Err(Error::State(format!("no source of the topology reads topic `{}`", rec.topic)));
@@ -164,13 +168,7 @@ impl TopologyTestDriver {
             self.tasks.get_mut(&sub).expect("task").punctuate(PunctuationType::WallClockTime)?;
             let mut pending = VecDeque::new();
             self.drain(sub, &mut pending)?;
-            while let Some(rec) = pending.pop_front() {
-                let (s, _) = self.topo.source_of(&self.app_id, &rec.topic).expect("an internal topic has a reader");
-                let task = self.tasks.get_mut(&s).expect("task");
-                task.add(rec);
-                while task.process_next()? {}
-                self.drain(s, &mut pending)?;
-            }
+            self.run_pending(pending)?;
         }
         Ok(())
     }
@@ -200,10 +198,7 @@ impl TopologyTestDriver {
     pub fn metrics(&self) -> TaskMetrics {
         let mut m = TaskMetrics::default();
         for t in self.tasks.values() {
-            m.processed += t.ctx.metrics.processed;
-            m.dropped_late += t.ctx.metrics.dropped_late;
-            m.dropped_bad += t.ctx.metrics.dropped_bad;
-            m.dropped_null_key += t.ctx.metrics.dropped_null_key;
+            m += &t.ctx.metrics;
         }
         m
     }

@@ -45,6 +45,15 @@ pub struct TaskMetrics {
     pub dropped_null_key: u64,
 }
 
+impl std::ops::AddAssign<&TaskMetrics> for TaskMetrics {
+    fn add_assign(&mut self, o: &TaskMetrics) {
+        self.processed += o.processed;
+        self.dropped_late += o.dropped_late;
+        self.dropped_bad += o.dropped_bad;
+        self.dropped_null_key += o.dropped_null_key;
+    }
+}
+
 /// Everything of a running task except its nodes.
 pub(crate) struct TaskCtx {
     pub task: TaskId,

@@ -241,6 +241,12 @@ impl StoreState {
     }
 }
 
+/// Changelog (or global topic) records as a store batch: key -> value, a null value
+/// deletes, records without a key are skipped.
+pub(crate) fn changelog_batch<'a>(records: impl IntoIterator<Item = &'a samsa_client::ConsumerRecord>) -> Vec<BatchEntry> {
+    records.into_iter().filter_map(|r| r.key.as_ref().map(|k| (k.to_vec(), r.value.as_ref().map(|v| v.to_vec())))).collect()
+}
+
 // ---- key layouts ---------------------------------------------------------------------
 
 /// Order-preserving bytes of a timestamp (sign bit flipped, big-endian).

@@ -122,21 +122,28 @@ impl Task {
 
     /// Processes the buffered record with the smallest timestamp; false when none is left.
     pub(crate) fn process_next(&mut self) -> Result<bool> {
-        let Some(topic) = self
+        // The head with the smallest event time first (one queue per input topic).
+        let Some((ts, rec)) = self
             .queues
-            .iter()
-            .filter_map(|(t, q)| q.front().map(|r| (t, (self.extractor)(r))))
-            .min_by_key(|(_, ts)| *ts)
-            .map(|(t, _)| t.clone())
+            .values_mut()
+            .filter_map(|q| {
+                let ts = (self.extractor)(q.front()?);
+                Some((ts, q))
+            })
+            .min_by_key(|(ts, _)| *ts)
+            .map(|(ts, q)| (ts, q.pop_front().expect("a record is buffered")))
         else {
             return Ok(false);
         };
-        let rec = self.queues.get_mut(&topic).and_then(|q| q.pop_front()).expect("a record is buffered");
-        self.consumed.insert(topic.clone(), rec.offset + 1);
-        let Some(&source) = self.sources.get(&topic) else {
-            return Err(Error::State(format!("task {} got a record of `{topic}`, which it does not read", self.id)));
+        match self.consumed.get_mut(&rec.topic) {
+            Some(o) => *o = rec.offset + 1,
+            None => {
+                self.consumed.insert(rec.topic.clone(), rec.offset + 1);
+            }
+        }
+        let Some(&source) = self.sources.get(&rec.topic) else {
+            return Err(Error::State(format!("task {} got a record of `{}`, which it does not read", self.id, rec.topic)));
         };
-        let ts = (self.extractor)(&rec);
         let NodeKind::Source { deser, .. } = &self.topo.nodes[source].kind else { unreachable!("sources are source nodes") };
         let erased = match deser(&rec) {
             Ok(r) => r,
@@ -276,7 +283,7 @@ impl Task {
         std::mem::take(&mut self.ctx.out)
     }
 
-    /// Drops expired windows, then writes each store's overlay with its checkpoint.
+    /// Writes each store's overlay to its backend with its checkpoint.
     pub(crate) fn commit_stores(&mut self, checkpoints: &HashMap<usize, i64>) -> Result<()> {
         for (i, st) in self.ctx.stores.iter_mut().enumerate() {
             st.commit(checkpoints.get(&i).copied())?;

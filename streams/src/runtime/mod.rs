@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use samsa_client::admin::NewTopic;
 use samsa_client::consumer::offsets::{list_offsets, OffsetSpec};
-use samsa_client::{Admin, AdminConfig, Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+use samsa_client::{Admin, AdminConfig, Consumer, TopicPartition};
 use tokio::task::JoinHandle;
 
 use self::assignor::TaskPlan;
@@ -433,18 +433,7 @@ async fn start_globals(topo: &Topology, config: &StreamsConfig) -> Result<(HashM
     if topo.globals.is_empty() {
         return Ok((HashMap::new(), None));
     }
-    let mut cc = ConsumerConfig::default();
-    cc.set("bootstrap.servers", &config.bootstrap_servers)?;
-    for (k, v) in &config.consumer {
-        cc.set(k, v)?;
-    }
-    cc.group_id = None;
-    cc.enable_auto_commit = false;
-    cc.auto_offset_reset = OffsetReset::Earliest;
-    if config.exactly_once() {
-        cc.isolation_level = samsa_client::IsolationLevel::ReadCommitted;
-    }
-    cc.common.client_id = format!("{}-global-consumer", config.application_id);
+    let cc = config.consumer_config(format!("{}-global-consumer", config.application_id))?;
     let consumer = Consumer::new(cc).await?;
     let mut stores: HashMap<String, SharedBackend> = HashMap::new();
     let mut by_topic: HashMap<String, SharedBackend> = HashMap::new();
@@ -462,9 +451,11 @@ async fn start_globals(topo: &Topology, config: &StreamsConfig) -> Result<(HashM
     let iso = if config.exactly_once() { 1 } else { 0 };
     let ends = list_offsets(consumer.cluster(), &tps, OffsetSpec::Latest, iso).await?;
     let apply = |recs: Vec<samsa_client::ConsumerRecord>, by_topic: &HashMap<String, SharedBackend>| -> Result<()> {
-        for r in recs {
-            let (Some(b), Some(k)) = (by_topic.get(&r.topic), r.key) else { continue };
-            b.lock().unwrap().write(&[(k.to_vec(), r.value.map(|v| v.to_vec()))], None)?;
+        for (topic, b) in by_topic {
+            let batch = crate::stores::changelog_batch(recs.iter().filter(|r| &r.topic == topic));
+            if !batch.is_empty() {
+                b.lock().unwrap().write(&batch, None)?;
+            }
         }
         Ok(())
     };

@@ -16,15 +16,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use samsa_client::consumer::offsets::{list_offsets, OffsetSpec};
-use samsa_client::{Consumer, ConsumerConfig, DeliveryFuture, GroupMetadata, IsolationLevel, OffsetReset, Producer, ProducerConfig, ProducerRecord, TopicPartition};
+use samsa_client::{Consumer, DeliveryFuture, GroupMetadata, Producer, ProducerConfig, ProducerRecord, TopicPartition};
 
 use crate::error::{Error, Result};
 use crate::runtime::assignor::{StreamsAssignor, ThreadAssignment};
 use crate::runtime::Shared;
-use crate::store::backend::{BatchEntry, KvBackend};
+use crate::store::backend::KvBackend;
 use crate::store::memory::InMemoryBackend;
 use crate::store::rocks::RocksBackend;
-use crate::stores::{SharedBackend, StoreState};
+use crate::stores::{changelog_batch, SharedBackend, StoreState};
 use crate::task::{Task, TaskEnv};
 use crate::topology::TaskId;
 
@@ -55,16 +55,9 @@ pub(crate) struct StreamThread {
     following: BTreeSet<TopicPartition>,
 }
 
-fn client_props(shared: &Shared, extra: &[(String, String)]) -> Vec<(String, String)> {
-    let mut p = vec![("bootstrap.servers".to_string(), shared.config.bootstrap_servers.clone())];
-    p.extend(extra.iter().cloned());
-    p
-}
-
 impl StreamThread {
     pub(crate) async fn new(idx: usize, shared: Arc<Shared>) -> Result<StreamThread> {
         let cfg = &shared.config;
-        let eos = cfg.exactly_once();
         let assignment = Arc::new(Mutex::new(ThreadAssignment::default()));
         let sd = shared.state_dir.clone();
         let assignor = StreamsAssignor {
@@ -75,29 +68,11 @@ impl StreamThread {
             shared: assignment.clone(),
             local_tasks: Arc::new(move || sd.local_tasks()),
         };
-        let mut cc = ConsumerConfig::default();
-        for (k, v) in client_props(&shared, &cfg.consumer) {
-            cc.set(&k, &v)?;
-        }
+        let mut cc = cfg.consumer_config(format!("{}-StreamThread-{}", cfg.application_id, idx + 1))?;
         cc.group_id = Some(cfg.application_id.clone());
-        cc.enable_auto_commit = false;
-        cc.auto_offset_reset = OffsetReset::Earliest;
         cc.allow_auto_create_topics = false;
-        if eos {
-            cc.isolation_level = IsolationLevel::ReadCommitted;
-        }
-        cc.common.client_id = format!("{}-StreamThread-{}", cfg.application_id, idx + 1);
-        let cc = cc.custom_assignor(Arc::new(assignor));
-        let consumer = Consumer::new(cc).await?;
-        let mut rc = ConsumerConfig::default();
-        for (k, v) in client_props(&shared, &cfg.consumer) {
-            rc.set(&k, &v)?;
-        }
-        rc.group_id = None;
-        rc.enable_auto_commit = false;
-        rc.auto_offset_reset = OffsetReset::Earliest;
-        rc.isolation_level = if eos { IsolationLevel::ReadCommitted } else { IsolationLevel::ReadUncommitted };
-        rc.common.client_id = format!("{}-StreamThread-{}-restore-consumer", cfg.application_id, idx + 1);
+        let consumer = Consumer::new(cc.custom_assignor(Arc::new(assignor))).await?;
+        let rc = cfg.consumer_config(format!("{}-StreamThread-{}-restore-consumer", cfg.application_id, idx + 1))?;
         let restore = Consumer::new(rc).await?;
         let producer = Self::make_producer(&shared, idx).await?;
         let topics = shared.topo.source_topics(&cfg.application_id);
@@ -126,8 +101,9 @@ impl StreamThread {
         let cfg = &shared.config;
         let mut pc = ProducerConfig::default();
         pc.set("linger.ms", "10")?;
-        for (k, v) in client_props(shared, &cfg.producer) {
-            pc.set(&k, &v)?;
+        pc.set("bootstrap.servers", &cfg.bootstrap_servers)?;
+        for (k, v) in &cfg.producer {
+            pc.set(k, v)?;
         }
         pc.common.client_id = format!("{}-StreamThread-{}-producer", cfg.application_id, idx + 1);
         if cfg.exactly_once() {
@@ -240,13 +216,15 @@ impl StreamThread {
     }
 
     async fn send_output(&mut self) -> Result<()> {
-        for (id, task) in self.tasks.iter_mut() {
-            for o in task.take_output() {
-                if self.shared.config.exactly_once() && !self.txn_open {
-                    self.producer.begin_transaction()?;
-                    self.txn_open = true;
-                    self.txn_group = self.consumer.group_metadata();
-                }
+        let outputs: Vec<(TaskId, Vec<crate::stores::OutRecord>)> =
+            self.tasks.iter_mut().map(|(id, t)| (*id, t.take_output())).filter(|(_, o)| !o.is_empty()).collect();
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        self.begin_if_needed()?;
+        self.dirty = true;
+        for (id, out) in outputs {
+            for o in out {
                 let rec = ProducerRecord {
                     topic: o.topic.to_string(),
                     partition: o.partition,
@@ -257,10 +235,9 @@ impl StreamThread {
                 };
                 let fut = self.producer.send(rec).await?;
                 match o.changelog_of {
-                    Some(store) => self.changelog.push((*id, store, fut)),
+                    Some(store) => self.changelog.push((id, store, fut)),
                     None => self.outputs.push(fut),
                 }
-                self.dirty = true;
             }
         }
         Ok(())
@@ -528,7 +505,7 @@ impl StreamThread {
             loop {
                 let recs = self.restore.poll(std::time::Duration::from_millis(200)).await?;
                 let pos = self.restore.position(&tp).await?;
-                let batch: Vec<BatchEntry> = recs.iter().filter_map(|r| r.key.as_ref().map(|k| (k.to_vec(), r.value.as_ref().map(|v| v.to_vec())))).collect();
+                let batch = changelog_batch(&recs);
                 restored += batch.len() as u64;
                 self.shared.metrics.restored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 st.restore_batch(&batch, pos)?;
@@ -582,7 +559,7 @@ impl StreamThread {
         }
         for (tp, rs) in by_tp {
             let Some((t, i)) = wanted.get(&tp) else { continue };
-            let batch: Vec<BatchEntry> = rs.iter().filter_map(|r| r.key.as_ref().map(|k| (k.to_vec(), r.value.as_ref().map(|v| v.to_vec())))).collect();
+            let batch = changelog_batch(rs.iter().copied());
             let next = rs.last().map(|r| r.offset + 1).unwrap_or(0);
             if let Some(sb) = self.standbys.get_mut(t) {
                 sb.stores[*i].restore_batch(&batch, next)?;
