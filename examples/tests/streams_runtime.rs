@@ -292,11 +292,11 @@ async fn a_long_restore_keeps_the_group_membership() -> Result<()> {
     let server = SamsaServer::start()?;
     let bootstrap = server.bootstrap().to_string();
     Admin::connect(&bootstrap).await?.create_topics(&[NewTopic::new("lr-in", 1, 1), NewTopic::new("lr-out", 1, 1)]).await?;
-    const N: usize = 800_000;
+    const N: usize = 500_000;
     produce(&bootstrap, "lr-in", N, N, 5).await?;
     let state = tempfile::tempdir()?;
     // Every update logged: the changelog gets N records to restore.
-    let sets = [("statestore.cache.max.bytes", "0"), ("consumer.max.poll.interval.ms", "600")];
+    let sets = [("statestore.cache.max.bytes", "0"), ("consumer.max.poll.interval.ms", "400"), ("consumer.heartbeat.interval.ms", "100")];
     let first = KafkaStreams::start(count_topology("lr-in", "lr-out")?, config("lr", &bootstrap, state.path(), &sets)?).await?;
     wait_processed(&first, N as u64, "first run").await?;
     first.close().await?;
@@ -310,8 +310,8 @@ async fn a_long_restore_keeps_the_group_membership() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let restore_time = started.elapsed();
-    eprintln!("restored {N} changelog records in {restore_time:?} with max.poll.interval.ms=600");
-    ensure!(restore_time > Duration::from_millis(1200), "the restore took only {restore_time:?}: too short to show anything; raise N");
+    eprintln!("restored {N} changelog records in {restore_time:?} with max.poll.interval.ms=400");
+    ensure!(restore_time > Duration::from_millis(800), "the restore took only {restore_time:?}: too short to show anything; raise N");
     // Give an eviction time to show (a second assignment), then check there was none.
     produce(&bootstrap, "lr-in", 10, 10, 5).await?;
     wait_processed(&second, 10, "after the restore").await?;

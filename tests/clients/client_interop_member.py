@@ -51,7 +51,9 @@ class KafkaPythonMember:
             client_id=f"interop-{client}",
             auto_offset_reset="earliest",
             enable_auto_commit=False,
-            session_timeout_ms=10000,
+            # Generous: kafka-python's heartbeat thread needs the GIL, and under a full
+            # test run's CPU load it can miss a 10 s session (it leaves cleanly anyway).
+            session_timeout_ms=30000,
             heartbeat_interval_ms=500,
             max_poll_records=100,
         )
