@@ -28,5 +28,6 @@ run: starting samsa server with data in $data (Ctrl-C stops it cleanly)
 run: connect any Kafka client to the address printed below, e.g.
        echo 'hello' | kcat -b 127.0.0.1:9092 -P -t demo
        kcat -b 127.0.0.1:9092 -C -t demo -e -o beginning
+run: SQL over topics: $bin sql   (the shell; the server answers on the http address below)
 TEXT
 exec "$bin" server --data-dir "$data" "$@"

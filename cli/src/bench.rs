@@ -31,6 +31,8 @@ pub enum BenchKind {
     E2e(E2eArgs),
     /// Samsa Streams throughput: stateless and stateful, at-least-once and exactly-once.
     Streams(crate::bench_streams::StreamsBenchArgs),
+    /// Nexmark: generate person/auction/bid events into topics (and run the Nexmark SQL queries).
+    Nexmark(crate::bench_nexmark::NexmarkArgs),
 }
 
 /// Settings every benchmark shares.
@@ -89,6 +91,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         BenchKind::Consume(c) => consume(c).await,
         BenchKind::E2e(e) => e2e(e).await,
         BenchKind::Streams(s) => crate::bench_streams::run(s).await,
+        BenchKind::Nexmark(n) => crate::bench_nexmark::run(n).await,
     }
 }
 

@@ -2,12 +2,14 @@
 //! (`topic`, `produce`, `consume`, `group`, `bench`, `cluster`) built on `samsa-client`.
 
 mod bench;
+mod bench_nexmark;
 mod bench_streams;
 mod cluster;
 mod consume;
 mod group;
 mod produce;
 mod server;
+mod sql;
 mod topic;
 mod transactions;
 mod util;
@@ -28,8 +30,9 @@ struct Cli {
 enum Command {
     /// Run a broker that any Kafka client can use.
     ///
-    /// Prints `samsa listening on HOST:PORT` on stdout when ready; logs go to stderr
-    /// (set RUST_LOG=debug for more). SIGINT or SIGTERM flushes the logs and exits 0.
+    /// Prints `samsa listening on HOST:PORT` on stdout when ready, then `samsa http on
+    /// HOST:PORT` for the SQL HTTP API; logs go to stderr (set RUST_LOG=debug for more).
+    /// SIGINT or SIGTERM flushes the logs and exits 0.
     Server(server::ServerArgs),
     /// Create, list, describe, alter and delete topics.
     Topic(topic::TopicArgs),
@@ -45,6 +48,8 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// List and describe transactions, and the producers a partition tracks.
     Transactions(transactions::TransactionsArgs),
+    /// A SQL shell over a server's HTTP API: -e SQL, -f FILE, or an interactive prompt.
+    Sql(sql::SqlArgs),
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Cluster(args) => runtime.block_on(cluster::run(args)),
         Command::Transactions(args) => runtime.block_on(transactions::run(args)),
+        Command::Sql(args) => runtime.block_on(sql::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

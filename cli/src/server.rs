@@ -1,8 +1,12 @@
 //! `samsa server`: run a broker, alone or as one node of a cluster.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use samsa_broker::{Broker, BrokerConfig, BrokerOptions};
+use samsa_sql::http::LazyEngine;
+use samsa_sql::EngineConfig;
 
 use crate::wait_for_signal;
 
@@ -34,7 +38,22 @@ pub struct ServerArgs {
     /// Override one setting, e.g. --set num.partitions=6 (repeatable; wins over --config).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Address for the SQL HTTP API (`POST /sql`, what `samsa sql` talks to); port 0 picks
+    /// a free port. Prints `samsa http on HOST:PORT` when ready. [default: 127.0.0.1:8083;
+    /// when the default is taken the server runs without it and warns]
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_http")]
+    http_listen: Option<String>,
+    /// Do not serve the SQL HTTP API.
+    #[arg(long)]
+    no_http: bool,
 }
+
+/// Where the SQL HTTP API listens unless told otherwise.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8083";
+
+/// How often a server without a running SQL engine checks whether SQL is in use (a
+/// catalog topic exists), to start its share of the persistent queries.
+const SQL_CATALOG_CHECK: Duration = Duration::from_secs(5);
 
 /// The accepted config keys with defaults, for `samsa server --help`.
 fn config_keys_help() -> String {
@@ -57,6 +76,37 @@ fn load_config(args: &ServerArgs) -> samsa_broker::Result<BrokerConfig> {
     Ok(config)
 }
 
+/// Binds the SQL HTTP API's socket (before the broker starts, so a taken port fails fast
+/// with nothing printed on stdout). `Err(warning)`: turned off, or the default address is
+/// taken (a warning to log once the broker is up).
+async fn bind_http(args: &ServerArgs) -> Result<Result<tokio::net::TcpListener, Option<String>>, String> {
+    if args.no_http {
+        return Ok(Err(None));
+    }
+    let (addr, explicit) = match &args.http_listen {
+        Some(a) => (a.as_str(), true),
+        None => (DEFAULT_HTTP_LISTEN, false),
+    };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(Ok(l)),
+        Err(e) if explicit => Err(format!("cannot listen for HTTP on {addr} (--http-listen): {e}")),
+        Err(e) => Ok(Err(Some(format!(
+            "the SQL HTTP API is off: cannot listen on {addr} ({e}); choose an address with --http-listen \
+             (port 0 picks a free one) or silence this with --no-http"
+        )))),
+    }
+}
+
+/// The address the SQL engine reaches this broker at (loopback for a wildcard listen).
+fn own_bootstrap(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        let lo: std::net::IpAddr = if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() };
+        SocketAddr::new(lo, addr.port()).to_string()
+    } else {
+        addr.to_string()
+    }
+}
+
 /// Runs the broker until SIGINT/SIGTERM.
 pub async fn run(args: ServerArgs) -> Result<(), String> {
     let config = load_config(&args).map_err(|e| e.to_string())?;
@@ -64,6 +114,7 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
         Some(v) => samsa_broker::server::parse_voters(v).map_err(|e| e.to_string())?,
         None => Default::default(),
     };
+    let http = bind_http(&args).await?;
     let broker = Broker::start(BrokerOptions {
         data_dir: args.data_dir.clone(),
         listen: args.listen.clone(),
@@ -77,8 +128,42 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
     // The one line scripts wait for; everything else goes to stderr.
     println!("samsa listening on {}", broker.local_addr());
     tracing::info!(data_dir = %args.data_dir.display(), "broker ready");
+    // The SQL engine starts on the first request, or as soon as SQL is in use on the
+    // cluster (its catalog topic exists): a server nobody queries adds no topic.
+    let mut sql = None;
+    if let Err(Some(warning)) = &http {
+        tracing::warn!("{warning}");
+    }
+    if let Ok(listener) = http {
+        let addr = listener.local_addr().map_err(|e| format!("HTTP listener: {e}"))?;
+        let engine = LazyEngine::new(EngineConfig {
+            bootstrap: own_bootstrap(broker.local_addr()),
+            state_dir: args.data_dir.join("sql"),
+            run_queries: true,
+        });
+        let app = samsa_sql::http::lazy_router(engine.clone());
+        let serve = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "the SQL HTTP API stopped");
+            }
+        });
+        let e2 = engine.clone();
+        let watch = tokio::spawn(async move { e2.start_when_catalog_exists(SQL_CATALOG_CHECK).await });
+        println!("samsa http on {addr}");
+        tracing::info!(%addr, "SQL HTTP API ready");
+        sql = Some((engine, serve, watch));
+    }
     wait_for_signal().await;
     tracing::info!("shutting down");
+    if let Some((engine, serve, watch)) = sql {
+        serve.abort();
+        watch.abort();
+        if let Some(engine) = engine.get() {
+            if tokio::time::timeout(Duration::from_secs(20), engine.close()).await.is_err() {
+                tracing::warn!("the SQL engine's queries did not stop within 20s");
+            }
+        }
+    }
     broker.shutdown().await;
     Ok(())
 }

@@ -17,5 +17,7 @@ mod kafka_python;
 mod kafkajs;
 mod kcat;
 mod log_policies;
+mod sql_durability;
+mod sql_http;
 mod transactions;
 mod txn_samsa;

@@ -2,8 +2,9 @@
 //! temporary data directory, then drive it with real Kafka clients.
 //!
 //! ```text
-//!   test fn ──spawn──> samsa server --data-dir TMP --listen 127.0.0.1:0
-//!      │                    ^  (prints "samsa listening on 127.0.0.1:PORT")
+//!   test fn ──spawn──> samsa server --data-dir TMP --listen 127.0.0.1:0 --http-listen 127.0.0.1:0
+//!      │                    ^  (prints "samsa listening on 127.0.0.1:PORT",
+//!      │                    │   then "samsa http on 127.0.0.1:PORT" for SQL over HTTP)
 //!      │                    │ Kafka wire
 //!      └──spawn──> tests/clients/*.py | tests/clients/js/*.js | kcat
 //! ```
@@ -32,6 +33,7 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
 
 const READY_PREFIX: &str = "samsa listening on ";
+const HTTP_PREFIX: &str = "samsa http on ";
 const SETUP_HINT: &str = "run `scripts/setup-test.sh` (as root) to install the test clients";
 
 /// The workspace root (the folder holding the root `Cargo.toml`).
@@ -158,6 +160,7 @@ impl ServerBuilder {
 pub struct SamsaServer {
     child: Option<Child>,
     addr: String,
+    http_addr: String,
     data_dir: PathBuf,
     stderr_path: PathBuf,
     builder: ServerBuilder,
@@ -197,7 +200,10 @@ impl SamsaServer {
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--listen")
-            .arg(builder.listen.as_deref().unwrap_or("127.0.0.1:0"));
+            .arg(builder.listen.as_deref().unwrap_or("127.0.0.1:0"))
+            // Never the default port: tests run side by side.
+            .arg("--http-listen")
+            .arg("127.0.0.1:0");
         if let Some(id) = builder.node_id {
             cmd.arg("--node-id").arg(id.to_string());
         }
@@ -234,6 +240,7 @@ impl SamsaServer {
         let mut server = SamsaServer {
             child: Some(child),
             addr: String::new(),
+            http_addr: String::new(),
             data_dir,
             stderr_path,
             builder,
@@ -245,11 +252,17 @@ impl SamsaServer {
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => {
+                    // The Kafka line comes first, then the HTTP one.
                     if let Some(addr) = line.trim().strip_prefix(READY_PREFIX) {
                         server.addr = addr.trim().to_string();
+                    } else if let Some(addr) = line.trim().strip_prefix(HTTP_PREFIX) {
+                        server.http_addr = addr.trim().to_string();
+                    } else {
+                        seen.push(line);
+                    }
+                    if !server.addr.is_empty() && !server.http_addr.is_empty() {
                         return Ok(server);
                     }
-                    seen.push(line);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -269,7 +282,7 @@ impl SamsaServer {
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "samsa did not print `{READY_PREFIX}...` within {STARTUP_TIMEOUT:?}; \
+                    "samsa did not print `{READY_PREFIX}...` and `{HTTP_PREFIX}...` within {STARTUP_TIMEOUT:?}; \
                      stdout: {seen:?}\nstderr:\n{}",
                     server.stderr()
                 );
@@ -297,6 +310,11 @@ impl SamsaServer {
     /// The `host:port` the server listens on, for `bootstrap.servers`.
     pub fn bootstrap(&self) -> &str {
         &self.addr
+    }
+
+    /// The `host:port` of the server's SQL HTTP API (`POST /sql`, `samsa sql --server`).
+    pub fn http_addr(&self) -> &str {
+        &self.http_addr
     }
 
     /// The port the server listens on.

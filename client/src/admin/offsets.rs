@@ -39,6 +39,15 @@ impl Admin {
         self.retry(true, || offsets::list_offsets(&self.cluster, partitions, spec, 0)).await
     }
 
+    /// [`Admin::list_offsets`] under an isolation level: with read_committed, Latest is the
+    /// last stable offset (the end of what committed readers see).
+    pub async fn list_offsets_isolated(&self, partitions: &[TopicPartition], spec: OffsetSpec, level: crate::IsolationLevel) -> Result<BTreeMap<TopicPartition, (i64, i64)>> {
+        if partitions.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        self.retry(true, || offsets::list_offsets(&self.cluster, partitions, spec, level.wire())).await
+    }
+
     /// Every committed offset of `group`. Partitions without a commit are left out.
     pub async fn list_group_offsets(&self, group: &str) -> Result<BTreeMap<TopicPartition, i64>> {
         self.retry(true, || self.list_group_offsets_once(group)).await

@@ -166,17 +166,18 @@ impl StreamsConfig {
     }
 
     /// A consumer config for this application: `bootstrap.servers`, the `consumer.`
-    /// properties, no auto-commit, reading from the earliest offset, read_committed under
-    /// exactly_once_v2, no group (callers that join one set it).
+    /// properties, no auto-commit, reading from the earliest offset unless
+    /// `consumer.auto.offset.reset` says otherwise, read_committed under exactly_once_v2, no
+    /// group (callers that join one set it).
     pub(crate) fn consumer_config(&self, client_id: String) -> Result<samsa_client::ConsumerConfig> {
         let mut c = samsa_client::ConsumerConfig::default();
         c.set("bootstrap.servers", &self.bootstrap_servers)?;
+        c.auto_offset_reset = samsa_client::OffsetReset::Earliest;
         for (k, v) in &self.consumer {
             c.set(k, v)?;
         }
         c.group_id = None;
         c.enable_auto_commit = false;
-        c.auto_offset_reset = samsa_client::OffsetReset::Earliest;
         c.isolation_level = if self.exactly_once() { samsa_client::IsolationLevel::ReadCommitted } else { samsa_client::IsolationLevel::ReadUncommitted };
         c.common.client_id = client_id;
         Ok(c)

@@ -1,0 +1,11 @@
+-- Nexmark q4, average closing price per category. NOT RUNNABLE YET: it needs a
+-- stream-stream join bounded by each auction's expiry and an aggregation over an
+-- aggregation, which Samsa's continuous queries do not do yet. The query, as in Flink:
+--
+-- CREATE TABLE nexmark_q4 AS
+-- SELECT q.category, AVG(q.final) AS avg_final
+-- FROM (SELECT MAX(b.price) AS final, a.category
+--       FROM auction a JOIN bid b ON a.id = b.auction
+--       WHERE b."dateTime" BETWEEN a."dateTime" AND a.expires
+--       GROUP BY a.id, a.category) q
+-- GROUP BY q.category;

@@ -1,0 +1,7 @@
+-- Nexmark q6, average selling price per seller over their last 10 closed auctions. NOT
+-- RUNNABLE YET: it needs the q4 join and a window function (OVER ... ROWS 10 PRECEDING) in
+-- a continuous query. The query, as in Flink:
+--
+-- SELECT seller, AVG(final) OVER (PARTITION BY seller ORDER BY "dateTime" ROWS BETWEEN 10 PRECEDING AND CURRENT ROW)
+-- FROM (SELECT MAX(b.price) AS final, a.seller, b."dateTime" FROM auction a JOIN bid b ON a.id = b.auction
+--       WHERE b."dateTime" BETWEEN a."dateTime" AND a.expires GROUP BY a.id, a.seller, b."dateTime") q;

@@ -1,0 +1,7 @@
+-- Nexmark q8, monitor new users: people who opened an auction in the same 10-second window
+-- as they registered. NOT RUNNABLE YET: it needs a windowed stream-stream join. As in Flink:
+--
+-- SELECT p.id, p.name, p.starttime
+-- FROM (SELECT id, name, tumble("dateTime", INTERVAL '10' SECOND) AS starttime FROM person GROUP BY id, name, tumble("dateTime", INTERVAL '10' SECOND)) p
+-- JOIN (SELECT seller, tumble("dateTime", INTERVAL '10' SECOND) AS starttime FROM auction GROUP BY seller, tumble("dateTime", INTERVAL '10' SECOND)) a
+-- ON p.id = a.seller AND p.starttime = a.starttime;

@@ -1,0 +1,1204 @@
+//! Continuous queries: a SELECT planned by DataFusion, run as a Samsa Streams topology.
+//!
+//! DataFusion parses, resolves and type-checks the query; this module walks its logical
+//! plan and builds a topology:
+//!
+//! ```text
+//! source topic ─▶ input stage ─────────────────────────────────────▶ sink
+//!                 (decode, WHERE,                                    (topic, or the
+//!                  SELECT list)                                       EMIT CHANGES stream)
+//! source topic ─▶ input stage ─▶ repartition by group key ─▶ aggregate ─▶ output stage ─▶ sink
+//!                 (decode, WHERE,                           (RocksDB,     (HAVING,
+//!                  group key, args,                          windows)      SELECT list)
+//!                  event time)
+//! ```
+//!
+//! Expressions (WHERE, group keys, aggregate arguments, HAVING, the SELECT list) are
+//! DataFusion physical expressions evaluated on one-row Arrow batches, so every scalar
+//! function DataFusion has works. Aggregates are incremental (COUNT, SUM, MIN, MAX, AVG).
+//! Windows are table-less group keys: `tumble(time, size [, grace])`,
+//! `hop(time, size, advance [, grace])`, `session(time, gap [, grace])`; the window
+//! column's value is the window start.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray};
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::{DFSchema, DFSchemaRef, DataFusionError, ScalarValue};
+use datafusion::logical_expr::execution_props::ExecutionProps;
+use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction};
+use datafusion::logical_expr::{
+    Aggregate, ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
+use datafusion::prelude::SessionContext;
+use futures::stream::BoxStream;
+use samsa_streams::{
+    Json, KStream, KafkaStreams, Materialized, Processor, ProcessorContext, Record, SessionWindows, StreamsBuilder, StreamsConfig, TimeWindows,
+    Windowed,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, SourceDef};
+use crate::engine::Properties;
+use crate::error::{Result, SqlError};
+use crate::format::{rows_as_text, sql_type_of, Column, Decoder, Format, RawRecord};
+use crate::provider::{Lookup, Stats};
+
+type DfResult<T> = datafusion::common::Result<T>;
+
+// ---------------------------------------------------------------------------------------
+// Window functions (as DataFusion scalar UDFs)
+
+/// A window function: `tumble`, `hop` or `session`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct WindowFn {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for WindowFn {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Timestamp(TimeUnit::Millisecond, None))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        if self.name != "tumble" {
+            return Err(DataFusionError::Plan(format!(
+                "{}() windows work in continuous queries only (EMIT CHANGES, CREATE TABLE ... AS SELECT); a bounded query can use tumble()",
+                self.name
+            )));
+        }
+        let size = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(s)) => interval_ms(s).map_err(|e| DataFusionError::Plan(e.message))?,
+            _ => return Err(DataFusionError::Plan("tumble(time, INTERVAL '...') takes a constant interval".into())),
+        };
+        let time = args.args[0].to_array(args.number_rows)?;
+        let ms = cast(&time, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+        let ms = ms.as_any().downcast_ref::<TimestampMillisecondArray>().expect("cast to ms");
+        let out: TimestampMillisecondArray = ms.iter().map(|v| v.map(|t| t - t.rem_euclid(size))).collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// Registers `tumble`, `hop` and `session`.
+pub fn register_functions(ctx: &SessionContext) {
+    for name in ["tumble", "hop", "session"] {
+        ctx.register_udf(ScalarUDF::new_from_impl(WindowFn { name, signature: Signature::variadic_any(Volatility::Immutable) }));
+    }
+}
+
+/// Milliseconds of a constant interval.
+fn interval_ms(v: &ScalarValue) -> Result<i64> {
+    let ms = match v {
+        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => i.days as i64 * 86_400_000 + i.nanoseconds / 1_000_000,
+        ScalarValue::IntervalDayTime(Some(i)) => i.days as i64 * 86_400_000 + i.milliseconds as i64,
+        ScalarValue::Int64(Some(n)) => *n,
+        ScalarValue::Int32(Some(n)) => *n as i64,
+        ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(Some(_)) => {
+            return Err(SqlError::new("a window length in months or years is not a fixed length").hint("write lengths in days or less, e.g. INTERVAL '30' DAY"))
+        }
+        _ => return Err(SqlError::new(format!("{v} is not a window length")).hint("write lengths as INTERVAL '10' SECOND")),
+    };
+    if ms < 0 {
+        return Err(SqlError::new("window lengths cannot be negative"));
+    }
+    Ok(ms)
+}
+
+fn const_interval(e: &Expr) -> Result<i64> {
+    match strip(e) {
+        Expr::Literal(v, _) => interval_ms(v),
+        Expr::Cast(c) => const_interval(&c.expr),
+        other => Err(SqlError::new(format!("window lengths are constants, not {other}")).hint("write INTERVAL '1' MINUTE")),
+    }
+}
+
+fn strip(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => strip(&a.expr),
+        other => other,
+    }
+}
+
+/// A window of a windowed aggregation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum WindowSpec {
+    Tumble { size: i64, grace: i64 },
+    Hop { size: i64, advance: i64, grace: i64 },
+    Session { gap: i64, grace: i64 },
+}
+
+/// Default grace period, as ksqlDB: a day.
+const DEFAULT_GRACE_MS: i64 = 24 * 3_600_000;
+
+fn window_of(e: &Expr) -> Result<Option<(WindowSpec, Expr)>> {
+    let Expr::ScalarFunction(ScalarFunction { func, args }) = strip(e) else { return Ok(None) };
+    let name = func.name();
+    let arg = |i: usize| args.get(i).map(const_interval).transpose();
+    let spec = match name {
+        "tumble" => {
+            let size = arg(1)?.ok_or_else(|| SqlError::new("tumble(time, size [, grace]) needs a size"))?;
+            WindowSpec::Tumble { size, grace: arg(2)?.unwrap_or(DEFAULT_GRACE_MS) }
+        }
+        "hop" => {
+            let size = arg(1)?.ok_or_else(|| SqlError::new("hop(time, size, advance [, grace]) needs a size"))?;
+            let advance = arg(2)?.ok_or_else(|| SqlError::new("hop(time, size, advance [, grace]) needs an advance"))?;
+            if advance == 0 || advance > size {
+                return Err(SqlError::new("a hop's advance must be above zero and at most its size"));
+            }
+            WindowSpec::Hop { size, advance, grace: arg(3)?.unwrap_or(DEFAULT_GRACE_MS) }
+        }
+        "session" => {
+            let gap = arg(1)?.ok_or_else(|| SqlError::new("session(time, gap [, grace]) needs a gap"))?;
+            WindowSpec::Session { gap, grace: arg(2)?.unwrap_or(DEFAULT_GRACE_MS) }
+        }
+        _ => return Ok(None),
+    };
+    if matches!(spec, WindowSpec::Tumble { size: 0, .. } | WindowSpec::Hop { size: 0, .. } | WindowSpec::Session { gap: 0, .. }) {
+        return Err(SqlError::new(format!("{name}() needs a length above zero")));
+    }
+    Ok(Some((spec, args[0].clone())))
+}
+
+// ---------------------------------------------------------------------------------------
+// Planning
+
+/// Supported incremental aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AggKind {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+}
+
+/// A compiled continuous query.
+pub struct QueryPlan {
+    source: SourceDef,
+    partitions: i32,
+    input: Arc<InputShared>,
+    agg: Option<AggPlan>,
+    output_schema: SchemaRef,
+    key_column: Option<String>,
+}
+
+struct AggPlan {
+    window: Option<WindowSpec>,
+    kinds: Vec<AggKind>,
+    output: Arc<OutputShared>,
+}
+
+/// What the input stage evaluates.
+struct InputShared {
+    decoder: Decoder,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Stateless: the SELECT list. Aggregating: group keys (without the window).
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+    /// Aggregating: the aggregate arguments (`None`: COUNT(*)).
+    args: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// Event time: the window's time argument, or the stream's timestamp column.
+    time: Option<Arc<dyn PhysicalExpr>>,
+    /// Stateless: the output schema (for encoding rows).
+    output_schema: Option<SchemaRef>,
+    /// Stateless: the output column whose text is the record key.
+    key_index: Option<usize>,
+    /// A stream-table join in front.
+    join: Option<JoinPlan>,
+    /// The schema expressions are evaluated on (the stream's, or the join's).
+    scan_schema: SchemaRef,
+    stats: Arc<Stats>,
+    processed: Arc<AtomicU64>,
+}
+
+/// What the output stage evaluates on one aggregate row.
+struct OutputShared {
+    /// Aggregate's output (group values then aggregate values).
+    agg_schema: SchemaRef,
+    /// Index of the window column among group values.
+    window_index: Option<usize>,
+    /// Number of group expressions (including the window).
+    groups: usize,
+    having: Option<Arc<dyn PhysicalExpr>>,
+    projection: Vec<Arc<dyn PhysicalExpr>>,
+    output_schema: SchemaRef,
+}
+
+impl QueryPlan {
+    /// The columns of the result.
+    pub fn output_schema(&self) -> SchemaRef {
+        self.output_schema.clone()
+    }
+
+    /// The result's columns as declared columns of a sink.
+    pub fn output_columns(&self) -> Vec<Column> {
+        self.output_schema.fields().iter().map(|f| Column { name: f.name().clone(), sql_type: sql_type_of(f.data_type()).to_string() }).collect()
+    }
+
+    /// Whether the query aggregates (its result is a table).
+    pub fn is_aggregate(&self) -> bool {
+        self.agg.is_some()
+    }
+
+    /// The output column that is the key (a single, non-windowed GROUP BY column).
+    pub fn key_column(&self) -> Option<String> {
+        self.key_column.clone()
+    }
+
+    /// Partitions of the input topic.
+    pub fn input_partitions(&self) -> i32 {
+        self.partitions
+    }
+}
+
+fn unsupported(what: &str) -> SqlError {
+    SqlError::new(format!("{what} is not supported in continuous queries yet"))
+        .hint("continuous queries take SELECT ... FROM one stream [WHERE ...] [GROUP BY ... [HAVING ...]]; run it without EMIT CHANGES for a bounded answer")
+}
+
+fn phys(e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+    Ok(create_physical_expr(e, schema, &ExecutionProps::new(), &Default::default())?)
+}
+
+/// Plans `select` as a continuous query over the catalog's streams.
+pub async fn plan(ctx: &SessionContext, catalog: &Catalog, stats: Arc<Stats>, select: &str) -> Result<QueryPlan> {
+    let df = ctx.sql(select).await?;
+    let state = ctx.state();
+    let plan = state.analyzer().execute_and_check(df.logical_plan().clone(), state.config_options(), |_, _| {})?;
+    let output_schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+    let LogicalPlan::Projection(proj) = &plan else {
+        return Err(unsupported(&format!("a query shaped as {}", plan.display())));
+    };
+    // Below the projection: [Filter(HAVING)] Aggregate, or [Filter(WHERE)] scan.
+    let (having, below) = match proj.input.as_ref() {
+        LogicalPlan::Filter(f) if matches!(f.input.as_ref(), LogicalPlan::Aggregate(_)) => (Some(f.predicate.clone()), f.input.as_ref()),
+        other => (None, other),
+    };
+    let (agg, scan_side) = match below {
+        LogicalPlan::Aggregate(a) => (Some(a), a.input.as_ref()),
+        other => (None, other),
+    };
+    let (filter, scan_plan) = match scan_side {
+        LogicalPlan::Filter(f) => (Some(f.predicate.clone()), f.input.as_ref()),
+        other => (None, other),
+    };
+    let scan_schema: DFSchemaRef = scan_plan.schema().clone();
+    let mut join = None;
+    let scan_plan = match scan_plan {
+        LogicalPlan::Join(j) => {
+            join = Some(plan_join(catalog, j)?);
+            j.left.as_ref()
+        }
+        other => other,
+    };
+    let table = match scan_plan {
+        LogicalPlan::TableScan(t) => t.table_name.table().to_string(),
+        LogicalPlan::SubqueryAlias(a) => match a.input.as_ref() {
+            LogicalPlan::TableScan(t) => t.table_name.table().to_string(),
+            other => return Err(unsupported(&format!("FROM {}", other.display()))),
+        },
+        LogicalPlan::Join(_) => return Err(unsupported("a join of more than two inputs")),
+        LogicalPlan::Window(_) => return Err(unsupported("a window function (OVER)")),
+        LogicalPlan::Distinct(_) => return Err(unsupported("SELECT DISTINCT")),
+        other => return Err(unsupported(&format!("{}", other.display()))),
+    };
+    let source = catalog.source(&table).ok_or_else(|| SqlError::new(format!("no stream or table named {table}")))?;
+    if source.kind == crate::catalog::SourceKind::Table {
+        return Err(unsupported("a table as the input (read its changes as a stream over the same topic)"));
+    }
+    let partitions = catalog.topic_partitions(&source.topic).await?.unwrap_or(0);
+    if partitions == 0 {
+        return Err(SqlError::new(format!("topic '{}' of stream {} does not exist", source.topic, source.name)));
+    }
+    let decoder = Decoder::new(source.format, &source.columns)?;
+    let filter = filter.map(|f| phys(&f, &scan_schema)).transpose()?;
+    let ts_col = source.timestamp.as_ref().map(|c| phys(&Expr::Column(datafusion::common::Column::new(Some(scan_plan_qualifier(scan_plan)), c)), &scan_schema)).transpose()?;
+    let join = match join {
+        Some(j) => {
+            let left_schema = scan_plan.schema().clone();
+            Some(JoinPlan { key: phys(&j.left_key, &left_schema)?, ..j })
+        }
+        None => None,
+    };
+    let processed = Arc::new(AtomicU64::new(0));
+    match agg {
+        None => {
+            let exprs = proj.expr.iter().map(|e| phys(e, &scan_schema)).collect::<Result<Vec<_>>>()?;
+            let key_index = source.key.as_ref().and_then(|k| output_schema.fields().iter().position(|f| f.name() == k));
+            let input = Arc::new(InputShared {
+                decoder,
+                filter,
+                exprs,
+                args: Vec::new(),
+                time: ts_col,
+                output_schema: Some(output_schema.clone()),
+                key_index,
+                join,
+                scan_schema: Arc::new(scan_schema.as_arrow().clone()),
+                stats,
+                processed,
+            });
+            Ok(QueryPlan { source, partitions, input, agg: None, output_schema, key_column: None })
+        }
+        Some(a) => plan_aggregate(a, &scan_schema, source, partitions, decoder, filter, ts_col, join, proj, having, output_schema, stats, processed),
+    }
+}
+
+/// A stream joined with a table on the table's key.
+struct JoinPlan {
+    /// The table.
+    table: SourceDef,
+    table_decoder: Decoder,
+    /// Left join (keep stream rows without a match).
+    left_outer: bool,
+    /// The stream-side join expression (planned on the stream's schema).
+    left_key: Expr,
+    key: Arc<dyn PhysicalExpr>,
+}
+
+fn source_of(p: &LogicalPlan) -> Option<String> {
+    match p {
+        LogicalPlan::TableScan(t) => Some(t.table_name.table().to_string()),
+        LogicalPlan::SubqueryAlias(a) => source_of(&a.input),
+        _ => None,
+    }
+}
+
+fn plan_join(catalog: &Catalog, j: &datafusion::logical_expr::Join) -> Result<JoinPlan> {
+    use datafusion::logical_expr::{BinaryExpr, JoinType, Operator};
+    let left_outer = match j.join_type {
+        JoinType::Inner => false,
+        JoinType::Left => true,
+        other => return Err(unsupported(&format!("a {other} join (stream-table joins are INNER or LEFT)"))),
+    };
+    let (Some(ln), Some(rn)) = (source_of(&j.left), source_of(&j.right)) else {
+        return Err(unsupported("a join of more than two inputs"));
+    };
+    let (l, r) = (catalog.source(&ln), catalog.source(&rn));
+    let (Some(l), Some(r)) = (l, r) else { return Err(SqlError::new("a joined stream or table is missing")) };
+    use crate::catalog::SourceKind::{Stream, Table};
+    match (l.kind, r.kind) {
+        (Stream, Table) => {}
+        (Stream, Stream) => {
+            return Err(unsupported("a stream-stream join").hint("join a stream with a table (CREATE TABLE ... PRIMARY KEY) on the table's key"))
+        }
+        (Table, Stream) => return Err(SqlError::new("put the stream on the left of the join: FROM stream JOIN table ON ...")),
+        (Table, Table) => return Err(unsupported("a table-table join")),
+    }
+    // The condition: one equality between a stream expression and the table's key column.
+    let mut pairs: Vec<(Expr, Expr)> = j.on.clone();
+    if let Some(Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right })) = j.filter.as_ref().map(strip) {
+        pairs.push((left.as_ref().clone(), right.as_ref().clone()));
+    } else if j.filter.is_some() {
+        return Err(unsupported("a join condition other than one equality"));
+    }
+    let [(a, b)] = pairs.as_slice() else {
+        return Err(unsupported("a join condition other than one equality"));
+    };
+    let on_left = |e: &Expr| e.column_refs().iter().all(|c| j.left.schema().has_column(c));
+    let (le, re) = if on_left(a) { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
+    let key = r.key.clone().unwrap_or_default();
+    match strip(&re) {
+        Expr::Column(c) if c.name == key && j.right.schema().has_column(c) => {}
+        Expr::Column(c) if c.name == "_key" => {}
+        _ => return Err(SqlError::new(format!("a stream joins table {} on its primary key {key}", r.name)).hint(format!("write ON <stream expression> = {}.{key}", r.name))),
+    }
+    let table_decoder = Decoder::new(r.format, &r.columns)?;
+    Ok(JoinPlan { table: r, table_decoder, left_outer, left_key: le, key: phys(&Expr::Literal(ScalarValue::Null, None), &DFSchema::empty())? })
+}
+
+fn scan_plan_qualifier(p: &LogicalPlan) -> String {
+    match p {
+        LogicalPlan::TableScan(t) => t.table_name.table().to_string(),
+        LogicalPlan::SubqueryAlias(a) => a.alias.table().to_string(),
+        _ => String::new(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_aggregate(
+    a: &Aggregate,
+    scan_schema: &DFSchemaRef,
+    source: SourceDef,
+    partitions: i32,
+    decoder: Decoder,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    ts_col: Option<Arc<dyn PhysicalExpr>>,
+    join: Option<JoinPlan>,
+    proj: &datafusion::logical_expr::Projection,
+    having: Option<Expr>,
+    output_schema: SchemaRef,
+    stats: Arc<Stats>,
+    processed: Arc<AtomicU64>,
+) -> Result<QueryPlan> {
+    let mut window = None;
+    let mut window_index = None;
+    let mut time = ts_col;
+    let mut exprs = Vec::new();
+    for (i, g) in a.group_expr.iter().enumerate() {
+        if let Some((spec, time_arg)) = window_of(g)? {
+            if window.is_some() {
+                return Err(SqlError::new("one window per query"));
+            }
+            window = Some(spec);
+            window_index = Some(i);
+            time = Some(phys(&time_arg, scan_schema)?);
+        } else {
+            if matches!(strip(g), Expr::GroupingSet(_)) {
+                return Err(unsupported("GROUPING SETS / ROLLUP / CUBE"));
+            }
+            exprs.push(phys(g, scan_schema)?);
+        }
+    }
+    let mut kinds = Vec::new();
+    let mut args = Vec::new();
+    for e in &a.aggr_expr {
+        let Expr::AggregateFunction(AggregateFunction { func, params }) = strip(e) else {
+            return Err(unsupported(&format!("the aggregate {e}")));
+        };
+        if params.distinct || params.filter.is_some() || !params.order_by.is_empty() {
+            return Err(unsupported("DISTINCT, FILTER or ORDER BY inside an aggregate"));
+        }
+        let kind = match func.name() {
+            "count" => AggKind::Count,
+            "sum" => AggKind::Sum,
+            "min" => AggKind::Min,
+            "max" => AggKind::Max,
+            "avg" => AggKind::Avg,
+            other => {
+                return Err(SqlError::new(format!("aggregate {other}() is not supported in continuous queries")).hint("use COUNT, SUM, MIN, MAX or AVG"));
+            }
+        };
+        kinds.push(kind);
+        args.push(match params.args.first() {
+            None => None,
+            Some(arg) => Some(phys(arg, scan_schema)?),
+        });
+    }
+    let agg_schema: SchemaRef = Arc::new(a.schema.as_arrow().clone());
+    let having = having.map(|h| phys(&h, &a.schema)).transpose()?;
+    let projection = proj.expr.iter().map(|e| phys(e, &a.schema)).collect::<Result<Vec<_>>>()?;
+    // The key column: the one non-window group expression, when the SELECT list shows it.
+    let key_column = if a.group_expr.len() == 1 && window.is_none() {
+        let g_name = a.schema.field(0).name().clone();
+        proj.expr.iter().zip(output_schema.fields()).find(|(e, _)| matches!(strip(e), Expr::Column(c) if c.name == g_name)).map(|(_, f)| f.name().clone())
+    } else {
+        None
+    };
+    let input = Arc::new(InputShared {
+        decoder,
+        filter,
+        exprs,
+        args,
+        time,
+        output_schema: None,
+        key_index: None,
+        join,
+        scan_schema: Arc::new(scan_schema.as_arrow().clone()),
+        stats,
+        processed,
+    });
+    let output = Arc::new(OutputShared { agg_schema, window_index, groups: a.group_expr.len(), having, projection, output_schema: output_schema.clone() });
+    Ok(QueryPlan { source, partitions, input, agg: Some(AggPlan { window, kinds, output }), output_schema, key_column })
+}
+
+// ---------------------------------------------------------------------------------------
+// Evaluation
+
+fn eval_bool(e: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> DfResult<bool> {
+    let v = e.evaluate(batch)?.into_array(batch.num_rows())?;
+    let b = v.as_any().downcast_ref::<BooleanArray>().ok_or_else(|| DataFusionError::Execution("a condition is not boolean".into()))?;
+    Ok(b.len() == 1 && b.is_valid(0) && b.value(0))
+}
+
+fn eval_text(e: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> DfResult<Option<String>> {
+    let arr = e.evaluate(batch)?.into_array(batch.num_rows())?;
+    let one = RecordBatch::try_new(Arc::new(Schema::new(vec![Field::new("v", arr.data_type().clone(), true)])), vec![arr])?;
+    Ok(rows_as_text(&one).map_err(|e| DataFusionError::Execution(e.message))?.remove(0).remove(0))
+}
+
+fn eval_ms(e: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> DfResult<Option<i64>> {
+    let arr = e.evaluate(batch)?.into_array(batch.num_rows())?;
+    let ms = cast(&arr, &DataType::Timestamp(TimeUnit::Millisecond, None)).or_else(|_| cast(&arr, &DataType::Int64))?;
+    Ok(match ms.data_type() {
+        DataType::Int64 => {
+            let a = ms.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().expect("int64");
+            a.is_valid(0).then(|| a.value(0))
+        }
+        _ => {
+            let a = ms.as_any().downcast_ref::<TimestampMillisecondArray>().expect("ms");
+            a.is_valid(0).then(|| a.value(0))
+        }
+    })
+}
+
+/// Aggregation input, carried through the repartition topic: group values and argument
+/// values as text (typed again from the plan's schema where needed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AggInput {
+    g: Vec<Option<String>>,
+    a: Vec<Option<String>>,
+}
+
+/// One accumulator's state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+enum Acc {
+    Count(i64),
+    SumInt(Option<i64>),
+    SumFloat(Option<f64>),
+    Min(Option<String>),
+    Max(Option<String>),
+    Avg(f64, i64),
+}
+
+/// A group's state: its group values and accumulators.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+struct AccState {
+    g: Vec<Option<String>>,
+    acc: Vec<Acc>,
+}
+
+struct InputStage {
+    shared: Arc<InputShared>,
+}
+
+impl InputStage {
+    fn decode(&self, ctx: &ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, r: &Record<Option<Bytes>, Option<Bytes>>) -> Option<RecordBatch> {
+        let (partition, offset) = ctx.record_metadata().map(|m| (m.partition, m.offset)).unwrap_or((-1, -1));
+        let raw = RawRecord { key: r.key.clone(), value: r.value.clone(), partition, offset, timestamp: r.timestamp };
+        match self.shared.decoder.decode(std::slice::from_ref(&raw)) {
+            Ok(d) if d.batch.num_rows() == 1 => Some(d.batch),
+            Ok(d) => {
+                if let Some((p, o, why)) = d.malformed.first() {
+                    self.shared.stats.malformed_records.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(partition = p, offset = o, "malformed record skipped: {why}");
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "record skipped");
+                None
+            }
+        }
+    }
+
+    fn step(&mut self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, r: Record<Option<Bytes>, Option<Bytes>>) -> DfResult<()> {
+        self.shared.processed.fetch_add(1, Ordering::Relaxed);
+        let Some(batch) = self.decode(ctx, &r) else { return Ok(()) };
+        let key = r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned());
+        self.shared.evaluate(ctx, batch, key, r.timestamp)
+    }
+}
+
+impl InputShared {
+    /// Filters, evaluates and forwards one input row (`batch`, in the scan schema).
+    fn evaluate(&self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, batch: RecordBatch, in_key: Option<String>, in_ts: i64) -> DfResult<()> {
+        let r = Record::new(in_key, (), in_ts);
+        if let Some(f) = &self.filter {
+            if !eval_bool(f, &batch)? {
+                return Ok(());
+            }
+        }
+        let ts = match &self.time {
+            Some(t) => match eval_ms(t, &batch)? {
+                Some(ms) => ms,
+                None => return Ok(()), // no event time: cannot be windowed
+            },
+            None => r.timestamp,
+        };
+        if let Some(schema) = &self.output_schema {
+            // Stateless: the SELECT list is the output row.
+            let cols = self.exprs.iter().map(|e| e.evaluate(&batch).and_then(|v| v.into_array(1))).collect::<DfResult<Vec<ArrayRef>>>()?;
+            let cols = cols.into_iter().zip(schema.fields()).map(|(c, f)| cast(&c, f.data_type())).collect::<Result<Vec<_>, _>>()?;
+            let out = RecordBatch::try_new(schema.clone(), cols)?;
+            let value = crate::format::encode_rows(&out, Format::Json).map_err(|e| DataFusionError::Execution(e.message))?.pop();
+            let key = match self.key_index {
+                Some(i) => rows_as_text(&out).map_err(|e| DataFusionError::Execution(e.message))?.remove(0).remove(i),
+                None => r.key.clone(),
+            };
+            ctx.forward(Record::new(key, value, ts));
+            return Ok(());
+        }
+        let g = self.exprs.iter().map(|e| eval_text(e, &batch)).collect::<DfResult<Vec<_>>>()?;
+        let a = self.args.iter().map(|e| e.as_ref().map_or(Ok(Some("1".to_string())), |e| eval_text(e, &batch))).collect::<DfResult<Vec<_>>>()?;
+        let key = serde_json::to_string(&g).unwrap_or_default();
+        let v = serde_json::to_vec(&AggInput { g, a }).unwrap_or_default();
+        ctx.forward(Record::new(Some(key), Some(Bytes::from(v)), ts));
+        Ok(())
+    }
+}
+
+/// A stream record on its way to a join, keyed by its join key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Carried {
+    k: Option<String>,
+    v: String,
+    p: i32,
+    o: i64,
+    t: i64,
+}
+
+/// A stream record and the table row it matched (`None`: no match, left join).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Joined {
+    l: Carried,
+    r: Option<String>,
+}
+
+/// Keys stream records by their join expression (then they repartition to the table's
+/// partitioning).
+struct KeyStage {
+    shared: Arc<InputShared>,
+}
+
+impl Processor<Option<Bytes>, Option<Bytes>, String, Json<Carried>> for KeyStage {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, '_, String, Json<Carried>>, r: Record<Option<Bytes>, Option<Bytes>>) -> samsa_streams::Result<()> {
+        let Some(value) = &r.value else { return Ok(()) };
+        let shared = &self.shared;
+        shared.processed.fetch_add(1, Ordering::Relaxed);
+        let j = shared.join.as_ref().expect("a join");
+        let (p, o) = ctx.record_metadata().map(|m| (m.partition, m.offset)).unwrap_or((-1, -1));
+        let raw = RawRecord { key: r.key.clone(), value: Some(value.clone()), partition: p, offset: o, timestamp: r.timestamp };
+        let batch = match shared.decoder.decode(std::slice::from_ref(&raw)) {
+            Ok(d) if d.batch.num_rows() == 1 => d.batch,
+            _ => {
+                shared.stats.malformed_records.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(partition = p, offset = o, "malformed record skipped");
+                return Ok(());
+            }
+        };
+        let key = match eval_text(&j.key, &batch) {
+            Ok(Some(k)) => k,
+            // No join key: no match (a left join still keeps the row).
+            Ok(None) if j.left_outer => "\u{0}".to_string(),
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "record skipped: the join key cannot be evaluated");
+                return Ok(());
+            }
+        };
+        let carried = Carried { k: r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()), v: String::from_utf8_lossy(value).into_owned(), p, o, t: r.timestamp };
+        ctx.forward(Record::new(key, Json(carried), r.timestamp));
+        Ok(())
+    }
+}
+
+/// Evaluates the query on a joined row.
+struct JoinedStage {
+    shared: Arc<InputShared>,
+}
+
+impl Processor<String, Json<Joined>, Option<String>, Option<Bytes>> for JoinedStage {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, r: Record<String, Json<Joined>>) -> samsa_streams::Result<()> {
+        let shared = self.shared.clone();
+        let j = shared.join.as_ref().expect("a join");
+        let Joined { l, r: right } = r.value.0;
+        let left = RawRecord { key: l.k.clone().map(Bytes::from), value: Some(Bytes::from(l.v)), partition: l.p, offset: l.o, timestamp: l.t };
+        let Ok(lb) = shared.decoder.decode(std::slice::from_ref(&left)) else { return Ok(()) };
+        let right_batch = right.and_then(|v| {
+            let raw = RawRecord { key: Some(Bytes::from(r.key.clone())), value: Some(Bytes::from(v)), partition: -1, offset: -1, timestamp: 0 };
+            j.table_decoder.decode(std::slice::from_ref(&raw)).ok().filter(|d| d.batch.num_rows() == 1).map(|d| d.batch)
+        });
+        let right_cols: Vec<ArrayRef> = match right_batch {
+            Some(b) => b.columns().to_vec(),
+            None if j.left_outer => j.table_decoder.schema().fields().iter().map(|f| datafusion::arrow::array::new_null_array(f.data_type(), 1)).collect(),
+            None => return Ok(()),
+        };
+        let mut cols = lb.batch.columns().to_vec();
+        cols.extend(right_cols);
+        let batch = match RecordBatch::try_new(shared.scan_schema.clone(), cols) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "joined row skipped");
+                return Ok(());
+            }
+        };
+        if let Err(e) = shared.evaluate(ctx, batch, l.k, l.t) {
+            shared.stats.malformed_records.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "record skipped: the query cannot evaluate it");
+        }
+        Ok(())
+    }
+}
+
+impl Processor<Option<Bytes>, Option<Bytes>, Option<String>, Option<Bytes>> for InputStage {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, r: Record<Option<Bytes>, Option<Bytes>>) -> samsa_streams::Result<()> {
+        if r.value.is_none() {
+            return Ok(());
+        }
+        if let Err(e) = self.step(ctx, r) {
+            // A record the query cannot evaluate (e.g. a cast of bad text) is skipped, not fatal.
+            self.shared.stats.malformed_records.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "record skipped: the query cannot evaluate it");
+        }
+        Ok(())
+    }
+}
+
+fn parse_f64(s: &Option<String>) -> Option<f64> {
+    s.as_deref().and_then(|s| s.parse().ok())
+}
+
+fn compare(dt: &DataType, a: &str, b: &str) -> std::cmp::Ordering {
+    match (ScalarValue::try_from_string(a.to_string(), dt), ScalarValue::try_from_string(b.to_string(), dt)) {
+        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => a.cmp(b),
+    }
+}
+
+/// Adds one input to a group's state.
+fn accumulate(kinds: &[AggKind], out_types: &[DataType], input: AggInput, mut st: AccState) -> AccState {
+    if st.acc.is_empty() {
+        st.acc = kinds
+            .iter()
+            .zip(out_types)
+            .map(|(k, t)| match k {
+                AggKind::Count => Acc::Count(0),
+                AggKind::Sum if t.is_integer() => Acc::SumInt(None),
+                AggKind::Sum => Acc::SumFloat(None),
+                AggKind::Min => Acc::Min(None),
+                AggKind::Max => Acc::Max(None),
+                AggKind::Avg => Acc::Avg(0.0, 0),
+            })
+            .collect();
+    }
+    st.g = input.g;
+    for ((acc, v), t) in st.acc.iter_mut().zip(&input.a).zip(out_types) {
+        let Some(text) = v else { continue };
+        match acc {
+            Acc::Count(n) => *n += 1,
+            Acc::SumInt(s) => {
+                if let Ok(x) = text.parse::<i64>() {
+                    *s = Some(s.unwrap_or(0).wrapping_add(x));
+                }
+            }
+            Acc::SumFloat(s) => {
+                if let Some(x) = parse_f64(v) {
+                    *s = Some(s.unwrap_or(0.0) + x);
+                }
+            }
+            Acc::Min(m) => {
+                if m.as_ref().is_none_or(|cur| compare(t, text, cur).is_lt()) {
+                    *m = Some(text.clone());
+                }
+            }
+            Acc::Max(m) => {
+                if m.as_ref().is_none_or(|cur| compare(t, text, cur).is_gt()) {
+                    *m = Some(text.clone());
+                }
+            }
+            Acc::Avg(s, n) => {
+                if let Some(x) = parse_f64(v) {
+                    *s += x;
+                    *n += 1;
+                }
+            }
+        }
+    }
+    st
+}
+
+/// Merges two session states (sessions joined by a record in between).
+fn merge_states(out_types: &[DataType], a: AccState, b: AccState) -> AccState {
+    if a.acc.is_empty() {
+        return b;
+    }
+    if b.acc.is_empty() {
+        return a;
+    }
+    let acc = a
+        .acc
+        .into_iter()
+        .zip(b.acc)
+        .zip(out_types)
+        .map(|((x, y), t)| match (x, y) {
+            (Acc::Count(p), Acc::Count(q)) => Acc::Count(p + q),
+            (Acc::SumInt(p), Acc::SumInt(q)) => Acc::SumInt(match (p, q) {
+                (None, None) => None,
+                (p, q) => Some(p.unwrap_or(0).wrapping_add(q.unwrap_or(0))),
+            }),
+            (Acc::SumFloat(p), Acc::SumFloat(q)) => Acc::SumFloat(match (p, q) {
+                (None, None) => None,
+                (p, q) => Some(p.unwrap_or(0.0) + q.unwrap_or(0.0)),
+            }),
+            (Acc::Min(p), Acc::Min(q)) => Acc::Min(match (p, q) {
+                (Some(p), Some(q)) => Some(if compare(t, &p, &q).is_le() { p } else { q }),
+                (p, q) => p.or(q),
+            }),
+            (Acc::Max(p), Acc::Max(q)) => Acc::Max(match (p, q) {
+                (Some(p), Some(q)) => Some(if compare(t, &p, &q).is_ge() { p } else { q }),
+                (p, q) => p.or(q),
+            }),
+            (Acc::Avg(s1, n1), Acc::Avg(s2, n2)) => Acc::Avg(s1 + s2, n1 + n2),
+            (x, _) => x,
+        })
+        .collect();
+    AccState { g: if a.g.is_empty() { b.g } else { a.g }, acc }
+}
+
+impl OutputShared {
+    /// The output row of a group (None when HAVING rejects it).
+    fn row(&self, st: &AccState, window_start: Option<i64>) -> DfResult<Option<RecordBatch>> {
+        let mut cols: Vec<ArrayRef> = Vec::new();
+        let mut g = st.g.iter();
+        for (i, f) in self.agg_schema.fields().iter().enumerate() {
+            let value = if i < self.groups {
+                if Some(i) == self.window_index {
+                    ScalarValue::TimestampMillisecond(window_start, None)
+                } else {
+                    match g.next().cloned().flatten() {
+                        Some(text) => ScalarValue::try_from_string(text, f.data_type())?,
+                        None => ScalarValue::try_from(f.data_type())?,
+                    }
+                }
+            } else {
+                match &st.acc[i - self.groups] {
+                    Acc::Count(n) => ScalarValue::Int64(Some(*n)),
+                    Acc::SumInt(s) => ScalarValue::Int64(*s),
+                    Acc::SumFloat(s) => ScalarValue::Float64(*s),
+                    Acc::Min(m) | Acc::Max(m) => match m {
+                        Some(text) => ScalarValue::try_from_string(text.clone(), f.data_type())?,
+                        None => ScalarValue::try_from(f.data_type())?,
+                    },
+                    Acc::Avg(s, n) => ScalarValue::Float64((*n > 0).then(|| s / *n as f64)),
+                }
+            };
+            cols.push(cast(&value.to_array_of_size(1)?, f.data_type())?);
+        }
+        let batch = RecordBatch::try_new(self.agg_schema.clone(), cols)?;
+        if let Some(h) = &self.having {
+            if !eval_bool(h, &batch)? {
+                return Ok(None);
+            }
+        }
+        let cols = self.projection.iter().map(|e| e.evaluate(&batch).and_then(|v| v.into_array(1))).collect::<DfResult<Vec<_>>>()?;
+        let cols = cols.into_iter().zip(self.output_schema.fields()).map(|(c, f)| cast(&c, f.data_type())).collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(RecordBatch::try_new(self.output_schema.clone(), cols)?))
+    }
+}
+
+/// The key text of a group: the one group value, or a JSON array of them (with the window
+/// start when windowed).
+fn key_text(g: &[Option<String>], window_start: Option<i64>, window_end: Option<i64>) -> String {
+    match (g, window_start) {
+        ([one], None) => one.clone().unwrap_or_default(),
+        _ => {
+            let mut parts: Vec<serde_json::Value> = g.iter().map(|v| v.clone().map_or(serde_json::Value::Null, serde_json::Value::String)).collect();
+            if let Some(w) = window_start {
+                parts.push(w.into());
+            }
+            if let Some(w) = window_end {
+                parts.push(w.into());
+            }
+            serde_json::Value::Array(parts).to_string()
+        }
+    }
+}
+
+/// A group key as the output stage sees it.
+trait GroupKey: Clone + Send + 'static {
+    fn window_start(&self) -> Option<i64>;
+    /// The key text of the output record.
+    fn text(&self, g: &[Option<String>], session: bool) -> String;
+    /// The group values as the JSON array the input stage keyed by.
+    fn group_json(&self) -> &str;
+}
+
+impl GroupKey for String {
+    fn window_start(&self) -> Option<i64> {
+        None
+    }
+    fn text(&self, g: &[Option<String>], _session: bool) -> String {
+        key_text(g, None, None)
+    }
+    fn group_json(&self) -> &str {
+        self
+    }
+}
+
+impl GroupKey for Windowed<String> {
+    fn window_start(&self) -> Option<i64> {
+        Some(self.window.start)
+    }
+    fn text(&self, g: &[Option<String>], session: bool) -> String {
+        // A session is known by its start and end (merged sessions share a start).
+        key_text(g, Some(self.window.start), session.then_some(self.window.end))
+    }
+    fn group_json(&self) -> &str {
+        &self.key
+    }
+}
+
+struct OutputStage {
+    shared: Arc<OutputShared>,
+    session: bool,
+}
+
+impl<K: GroupKey> Processor<K, Option<Json<AccState>>, Option<String>, Option<Bytes>> for OutputStage {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, r: Record<K, Option<Json<AccState>>>) -> samsa_streams::Result<()> {
+        let ws = r.key.window_start();
+        let Some(Json(state)) = r.value else {
+            // A session merged into a longer one: its row goes away.
+            let g: Vec<Option<String>> = serde_json::from_str(r.key.group_json()).unwrap_or_default();
+            ctx.forward(Record::new(Some(r.key.text(&g, self.session)), None, r.timestamp));
+            return Ok(());
+        };
+        let key = r.key.text(&state.g, self.session);
+        match self.shared.row(&state, ws) {
+            Ok(Some(row)) => {
+                let v = crate::format::encode_rows(&row, Format::Json).ok().and_then(|mut v| v.pop());
+                ctx.forward(Record::new(Some(key), v, r.timestamp));
+            }
+            // HAVING no longer holds: the row leaves the table.
+            Ok(None) => ctx.forward(Record::new(Some(key), None, r.timestamp)),
+            Err(e) => tracing::warn!(error = %e, "result row skipped: the query cannot evaluate it"),
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Running
+
+/// Where results go.
+pub enum Target {
+    /// A stream or table's topic (persistent queries).
+    Topic(SourceDef),
+    /// A channel (EMIT CHANGES).
+    Channel(tokio::sync::mpsc::UnboundedSender<(Option<String>, Option<Bytes>)>),
+}
+
+/// A running continuous query.
+pub struct Running {
+    streams: tokio::sync::Mutex<Option<KafkaStreams>>,
+    failed: Arc<dyn Fn() -> bool + Send + Sync>,
+    processed: Arc<AtomicU64>,
+    lookup: Option<Lookup>,
+}
+
+impl Running {
+    /// Stops it.
+    pub async fn close(&self) {
+        if let Some(s) = self.streams.lock().await.take() {
+            if let Err(e) = s.close().await {
+                tracing::warn!(error = %e, "continuous query closed with an error");
+            }
+        }
+    }
+
+    /// Whether its streams instance failed.
+    pub fn is_failed(&self) -> bool {
+        (self.failed)()
+    }
+
+    /// Input records processed so far (this instance).
+    pub fn processed(&self) -> u64 {
+        self.processed.load(Ordering::Relaxed)
+    }
+
+    /// The state-store lookup of a materialized table (non-windowed aggregations).
+    pub fn lookup(&self) -> Option<Lookup> {
+        self.lookup.clone()
+    }
+}
+
+fn build(plan: &QueryPlan, b: &StreamsBuilder, store: &str) -> KStream<Option<String>, Option<Bytes>> {
+    let input = plan.input.clone();
+    let src = b.stream::<Option<Bytes>, Option<Bytes>>(&plan.source.topic);
+    let staged: KStream<Option<String>, Option<Bytes>> = match &plan.input.join {
+        None => src.process(move || InputStage { shared: input.clone() }, &[]),
+        Some(j) => {
+            let i2 = input.clone();
+            let keyed: KStream<String, Json<Carried>> = src.process(move || KeyStage { shared: i2.clone() }, &[]);
+            let table = b.table::<String, Bytes>(&j.table.topic);
+            let text = |t: &Bytes| String::from_utf8_lossy(t).into_owned();
+            let joined: KStream<String, Json<Joined>> = if j.left_outer {
+                keyed.left_join_table(&table, move |c: &Json<Carried>, t: Option<&Bytes>| Json(Joined { l: c.0.clone(), r: t.map(text) }))
+            } else {
+                keyed.join_table(&table, move |c: &Json<Carried>, t: &Bytes| Json(Joined { l: c.0.clone(), r: Some(text(t)) }))
+            };
+            joined.process(move || JoinedStage { shared: input.clone() }, &[])
+        }
+    };
+    let Some(agg) = &plan.agg else { return staged };
+    let kinds = agg.kinds.clone();
+    let types: Vec<DataType> = agg.output.agg_schema.fields().iter().skip(agg.output.groups).map(|f| f.data_type().clone()).collect();
+    let grouped = staged
+        .map(|k: Option<String>, v: Option<Bytes>| {
+            let input: AggInput = v.and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or(AggInput { g: Vec::new(), a: Vec::new() });
+            (k.unwrap_or_default(), Json(input))
+        })
+        .group_by_key();
+    let out = agg.output.clone();
+    let step = {
+        let (kinds, types) = (kinds.clone(), types.clone());
+        move |_k: &_, v: Json<AggInput>, st: Json<AccState>| Json(accumulate(&kinds, &types, v.0, st.0))
+    };
+    match agg.window {
+        None => grouped
+            .aggregate_with(|| Json(AccState::default()), move |k: &String, v, st| step(k, v, st), Materialized::named(store))
+            .to_changelog_stream()
+            .process(move || OutputStage { shared: out.clone(), session: false }, &[]),
+        Some(WindowSpec::Tumble { size, grace }) | Some(WindowSpec::Hop { size, grace, .. }) => {
+            let mut w = TimeWindows::of_size_with_grace(Duration::from_millis(size as u64), Duration::from_millis(grace as u64));
+            if let Some(WindowSpec::Hop { advance, .. }) = agg.window {
+                w = w.advance_by(Duration::from_millis(advance as u64));
+            }
+            grouped
+                .windowed_by(w)
+                .aggregate_with(|| Json(AccState::default()), move |k: &String, v, st| step(k, v, st), Materialized::named(store))
+                .to_changelog_stream()
+                .process(move || OutputStage { shared: out.clone(), session: false }, &[])
+        }
+        Some(WindowSpec::Session { gap, grace }) => {
+            let w = SessionWindows::of_inactivity_gap_and_grace(Duration::from_millis(gap as u64), Duration::from_millis(grace as u64));
+            let types2 = types.clone();
+            grouped
+                .windowed_by_session(w)
+                .aggregate_with(
+                    || Json(AccState::default()),
+                    move |k: &String, v, st| step(k, v, st),
+                    move |_k: &String, a: Json<AccState>, b: Json<AccState>| Json(merge_states(&types2, a.0, b.0)),
+                    Materialized::named(store),
+                )
+                .to_changelog_stream()
+                .process(move || OutputStage { shared: out.clone(), session: true }, &[])
+        }
+    }
+}
+
+/// Starts a continuous query as a streams application `app_id`.
+pub async fn start(plan: QueryPlan, target: Target, app_id: &str, bootstrap: &str, state_dir: PathBuf, props: &Properties) -> Result<Running> {
+    let b = StreamsBuilder::new();
+    let store = format!("{app_id}-store");
+    let out = build(&plan, &b, &store);
+    let transient = matches!(target, Target::Channel(_));
+    match target {
+        Target::Topic(def) => out.to(&def.topic),
+        Target::Channel(tx) => out.foreach(move |k, v| {
+            let _ = tx.send((k.clone(), v.clone()));
+        }),
+    }
+    let topology = b.build().map_err(|e| SqlError::new(format!("cannot build the query's topology: {e}")))?;
+    let mut cfg = StreamsConfig::new(app_id, bootstrap);
+    cfg.state_dir = state_dir;
+    let set = |cfg: &mut StreamsConfig, k: &str, v: &str| cfg.set(k, v).map(|_| ()).map_err(|e| SqlError::new(e.to_string()));
+    if transient {
+        set(&mut cfg, "processing.guarantee", "at_least_once")?;
+        set(&mut cfg, "commit.interval.ms", "1000")?;
+        set(&mut cfg, "statestore.cache.max.bytes", "0")?;
+        let reset = props.get("auto.offset.reset").map(String::as_str).unwrap_or("latest");
+        set(&mut cfg, "consumer.auto.offset.reset", reset)?;
+    } else {
+        set(&mut cfg, "processing.guarantee", "exactly_once_v2")?;
+    }
+    set(&mut cfg, "poll.ms", "100")?;
+    // A record the query cannot read (e.g. a keyless table record) is skipped, not fatal.
+    set(&mut cfg, "default.deserialization.exception.handler", "continue")?;
+    let streams = KafkaStreams::start(topology, cfg).await.map_err(|e| SqlError::new(format!("cannot start the query: {e}")))?;
+    let lookup = match (&plan.agg, transient) {
+        (Some(agg), false) if agg.window.is_none() => Some(make_lookup(&streams, &store, agg.output.clone(), &plan)?),
+        _ => None,
+    };
+    let failed_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let streams = tokio::sync::Mutex::new(Some(streams));
+    let f2 = failed_flag.clone();
+    Ok(Running { streams, failed: Arc::new(move || f2.load(Ordering::Relaxed)), processed: plan.input.processed.clone(), lookup })
+}
+
+fn make_lookup(streams: &KafkaStreams, store: &str, out: Arc<OutputShared>, plan: &QueryPlan) -> Result<Lookup> {
+    let kv = streams.store::<String, Json<AccState>>(store).map_err(|e| SqlError::new(e.to_string()))?;
+    let sink_columns = plan.output_columns();
+    let sink_schema = crate::format::full_schema(&sink_columns);
+    let stats = plan.input.stats.clone();
+    let _ = stats;
+    Ok(Arc::new(move |key: &str| {
+        let store_key = serde_json::to_string(&[Some(key)]).unwrap_or_default();
+        let state = match kv.get(&store_key) {
+            Ok(s) => s,
+            // Not (yet) served here: let the scan answer.
+            Err(_) => return None,
+        };
+        Some((|| {
+            let Some(Json(st)) = state else { return Ok(None) };
+            let Some(row) = out.row(&st, None)? else { return Ok(None) };
+            let mut cols: Vec<ArrayRef> = row.columns().iter().zip(sink_schema.fields()).map(|(c, f)| cast(c, f.data_type())).collect::<Result<_, _>>()?;
+            cols.push(Arc::new(datafusion::arrow::array::StringArray::from(vec![Some(key.to_string())])));
+            cols.push(Arc::new(datafusion::arrow::array::Int32Array::from(vec![None::<i32>])));
+            cols.push(Arc::new(datafusion::arrow::array::Int64Array::from(vec![None::<i64>])));
+            cols.push(Arc::new(TimestampMillisecondArray::from(vec![None::<i64>])));
+            Ok(Some(RecordBatch::try_new(sink_schema.clone(), cols)?))
+        })())
+    }))
+}
+
+/// Runs `plan` as a transient query (EMIT CHANGES): a temporary application whose results
+/// stream out until the returned stream is dropped; then its internal topics go too.
+pub async fn transient(plan: QueryPlan, bootstrap: &str, props: &Properties) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app_id = format!("_samsa_sql_transient_{}", uuid_like());
+    let dir = std::env::temp_dir().join(&app_id);
+    let out_schema = plan.output_schema();
+    let decoder = Decoder::new(Format::Json, &plan.output_columns())?;
+    let running = start(plan, Target::Channel(tx), &app_id, bootstrap, dir.clone(), props).await?;
+    let guard = TransientGuard { running: Some(running), app_id, bootstrap: bootstrap.to_string(), dir };
+    let stream = futures::stream::unfold((rx, guard, decoder, out_schema), |(mut rx, guard, decoder, schema)| async move {
+        let first = rx.recv().await?;
+        let mut recs = vec![first];
+        while let Ok(r) = rx.try_recv() {
+            recs.push(r);
+        }
+        let raw: Vec<RawRecord> = recs.into_iter().map(|(k, v)| RawRecord { key: k.map(Bytes::from), value: v, partition: 0, offset: 0, timestamp: 0 }).collect();
+        let item = decoder
+            .decode(&raw)
+            .and_then(|d| Ok(d.batch.project(&(0..schema.fields().len()).collect::<Vec<_>>())?))
+            .and_then(|b| Ok(concat_batches(&schema, &[b])?));
+        Some((item, (rx, guard, decoder, schema)))
+    });
+    Ok(Box::pin(stream))
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:x}{:04x}", n, std::process::id() & 0xffff)
+}
+
+/// Stops a transient query and removes its topics and state when its stream is dropped.
+struct TransientGuard {
+    running: Option<Running>,
+    app_id: String,
+    bootstrap: String,
+    dir: PathBuf,
+}
+
+impl Drop for TransientGuard {
+    fn drop(&mut self) {
+        let Some(running) = self.running.take() else { return };
+        let (app, bootstrap, dir) = (self.app_id.clone(), self.bootstrap.clone(), self.dir.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                running.close().await;
+                if let Ok(admin) = samsa_client::Admin::connect(&bootstrap).await {
+                    if let Ok(topics) = admin.list_topics(true).await {
+                        let mine: Vec<String> = topics.into_iter().filter(|t| t.starts_with(&app)).collect();
+                        let _ = admin.delete_topics(&mine).await;
+                    }
+                    let _ = admin.delete_groups(std::slice::from_ref(&app)).await;
+                }
+                let _ = std::fs::remove_dir_all(dir);
+            });
+        }
+    }
+}
