@@ -982,7 +982,6 @@ pub enum Target {
 /// A running continuous query.
 pub struct Running {
     streams: tokio::sync::Mutex<Option<KafkaStreams>>,
-    failed: Arc<dyn Fn() -> bool + Send + Sync>,
     processed: Arc<AtomicU64>,
     lookup: Option<Lookup>,
 }
@@ -997,9 +996,9 @@ impl Running {
         }
     }
 
-    /// Whether its streams instance failed.
+    /// Whether its streams instance failed (the engine then restarts it).
     pub fn is_failed(&self) -> bool {
-        (self.failed)()
+        self.streams.try_lock().map(|s| s.as_ref().is_some_and(|s| s.is_failed())).unwrap_or(false)
     }
 
     /// Input records processed so far (this instance).
@@ -1111,18 +1110,14 @@ pub async fn start(plan: QueryPlan, target: Target, app_id: &str, bootstrap: &st
         (Some(agg), false) if agg.window.is_none() => Some(make_lookup(&streams, &store, agg.output.clone(), &plan)?),
         _ => None,
     };
-    let failed_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let streams = tokio::sync::Mutex::new(Some(streams));
-    let f2 = failed_flag.clone();
-    Ok(Running { streams, failed: Arc::new(move || f2.load(Ordering::Relaxed)), processed: plan.input.processed.clone(), lookup })
+    Ok(Running { streams, processed: plan.input.processed.clone(), lookup })
 }
 
 fn make_lookup(streams: &KafkaStreams, store: &str, out: Arc<OutputShared>, plan: &QueryPlan) -> Result<Lookup> {
     let kv = streams.store::<String, Json<AccState>>(store).map_err(|e| SqlError::new(e.to_string()))?;
     let sink_columns = plan.output_columns();
     let sink_schema = crate::format::full_schema(&sink_columns);
-    let stats = plan.input.stats.clone();
-    let _ = stats;
     Ok(Arc::new(move |key: &str| {
         let store_key = serde_json::to_string(&[Some(key)]).unwrap_or_default();
         let state = match kv.get(&store_key) {

@@ -98,6 +98,8 @@ struct Inner {
     catalog: Arc<Catalog>,
     cluster: Arc<ClusterAccess>,
     running: tokio::sync::Mutex<BTreeMap<String, Running>>,
+    /// State-store lookups of the running queries (read without waiting for `running`).
+    lookups: std::sync::Mutex<BTreeMap<String, crate::provider::Lookup>>,
     reconciler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -112,7 +114,7 @@ impl Engine {
         pc.set("acks", "all")?;
         let producer = Producer::new(pc).await?;
         let cluster = Arc::new(ClusterAccess { bootstrap: config.bootstrap.clone(), admin: samsa_client::Admin::connect(&config.bootstrap).await?, producer, stats: Arc::new(Stats::default()) });
-        let engine = Engine { inner: Arc::new(Inner { config, catalog, cluster, running: Default::default(), reconciler: Default::default() }) };
+        let engine = Engine { inner: Arc::new(Inner { config, catalog, cluster, running: Default::default(), lookups: Default::default(), reconciler: Default::default() }) };
         if engine.inner.config.run_queries {
             engine.reconcile().await;
             let weak = Arc::downgrade(&engine.inner);
@@ -149,6 +151,7 @@ impl Engine {
             h.abort();
         }
         let running = std::mem::take(&mut *self.inner.running.lock().await);
+        self.inner.lookups.lock().unwrap().clear();
         for (_, q) in running {
             q.close().await;
         }
@@ -160,6 +163,7 @@ impl Engine {
         let mut running = self.inner.running.lock().await;
         let gone: Vec<String> = running.keys().filter(|id| !wanted.iter().any(|q| &q.id == *id)).cloned().collect();
         for id in gone {
+            self.inner.lookups.lock().unwrap().remove(&id);
             if let Some(q) = running.remove(&id) {
                 tracing::info!(query = %id, "persistent query terminated");
                 q.close().await;
@@ -176,6 +180,9 @@ impl Engine {
             match self.start_query(&q).await {
                 Ok(r) => {
                     tracing::info!(query = %q.id, sink = %q.sink, "persistent query running");
+                    if let Some(l) = r.lookup() {
+                        self.inner.lookups.lock().unwrap().insert(q.id.clone(), l);
+                    }
                     running.insert(q.id.clone(), r);
                 }
                 Err(e) => tracing::warn!(query = %q.id, error = %e, "persistent query cannot start"),
@@ -200,12 +207,9 @@ impl Engine {
         };
         let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(4).with_information_schema(false));
         continuous::register_functions(&ctx);
-        let running = self.inner.running.try_lock().ok();
+        let lookups = self.inner.lookups.lock().unwrap().clone();
         for def in self.inner.catalog.sources() {
-            let lookup = match (&def.query, &running) {
-                (Some(q), Some(r)) => r.get(q).and_then(|r| r.lookup()),
-                _ => None,
-            };
+            let lookup = def.query.as_ref().and_then(|q| lookups.get(q).cloned());
             let table = TopicTable::new(def.clone(), self.inner.cluster.clone(), isolation, lookup)?;
             ctx.register_table(TableReference::bare(def.name.clone()), Arc::new(table))?;
         }
@@ -388,6 +392,7 @@ impl Engine {
             return Err(SqlError::new(format!("no persistent query {id}")).hint(if ids.is_empty() { "no query is running".to_string() } else { format!("running: {}", ids.join(", ")) }));
         }
         cat.drop_query(id).await?;
+        self.inner.lookups.lock().unwrap().remove(id);
         if let Some(q) = self.inner.running.lock().await.remove(id) {
             q.close().await;
         }

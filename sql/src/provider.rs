@@ -305,14 +305,16 @@ impl TableProvider for TopicTable {
             }
             parts.push(Arc::new(PartitionScan {
                 schema: schema.clone(),
-                decoder: self.decoder.clone(),
-                kind: self.def.kind,
-                bootstrap: self.cluster.bootstrap.clone(),
-                isolation: self.isolation,
-                tp,
-                start,
-                end,
-                stats: self.cluster.stats.clone(),
+                job: ScanJob {
+                    decoder: self.decoder.clone(),
+                    kind: self.def.kind,
+                    bootstrap: self.cluster.bootstrap.clone(),
+                    isolation: self.isolation,
+                    tp,
+                    start,
+                    end,
+                    stats: self.cluster.stats.clone(),
+                },
             }));
         }
         if parts.is_empty() {
@@ -351,22 +353,15 @@ impl PartitionStream for Fixed {
     }
 }
 
-/// One partition's records in `[start, end)`.
+/// One partition's records in `[start, end)`, as a DataFusion partition.
 struct PartitionScan {
     schema: SchemaRef,
-    decoder: Decoder,
-    kind: SourceKind,
-    bootstrap: String,
-    isolation: IsolationLevel,
-    tp: TopicPartition,
-    start: i64,
-    end: i64,
-    stats: Arc<Stats>,
+    job: ScanJob,
 }
 
 impl fmt::Debug for PartitionScan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PartitionScan({} [{}, {}))", self.tp, self.start, self.end)
+        write!(f, "PartitionScan({} [{}, {}))", self.job.tp, self.job.start, self.job.end)
     }
 }
 
@@ -377,16 +372,7 @@ impl PartitionStream for PartitionScan {
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let (tx, rx) = tokio::sync::mpsc::channel::<DfResult<RecordBatch>>(4);
-        let job = ScanJob {
-            decoder: self.decoder.clone(),
-            kind: self.kind,
-            bootstrap: self.bootstrap.clone(),
-            isolation: self.isolation,
-            tp: self.tp.clone(),
-            start: self.start,
-            end: self.end,
-            stats: self.stats.clone(),
-        };
+        let job = self.job.clone();
         tokio::spawn(async move {
             let tx2 = tx.clone();
             if let Err(e) = job.run(tx).await {
@@ -398,6 +384,8 @@ impl PartitionStream for PartitionScan {
     }
 }
 
+/// What reading one partition needs.
+#[derive(Clone)]
 struct ScanJob {
     decoder: Decoder,
     kind: SourceKind,

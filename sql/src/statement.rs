@@ -222,6 +222,16 @@ impl Cursor<'_> {
             None => (String::new(), (0, 0)),
         }
     }
+    /// `PRIMARY KEY (col)`, at PRIMARY.
+    fn primary_key(&mut self) -> Result<String> {
+        self.expect("PRIMARY")?;
+        self.expect("KEY")?;
+        self.expect_token(Token::LParen, "(")?;
+        let col = self.ident("a column")?;
+        self.expect_token(Token::RParen, ") (one key column)")?;
+        Ok(col)
+    }
+
     fn options(&mut self) -> Result<BTreeMap<String, String>> {
         let mut out = BTreeMap::new();
         self.expect_token(Token::LParen, "( after WITH")?;
@@ -334,11 +344,7 @@ pub fn parse(sql: &str) -> Result<Statement> {
             let mut primary_key = None;
             loop {
                 if c.is("PRIMARY") {
-                    c.i += 1;
-                    c.expect("KEY")?;
-                    c.expect_token(Token::LParen, "(")?;
-                    primary_key = Some(c.ident("a column")?);
-                    c.expect_token(Token::RParen, ") (one key column)")?;
+                    primary_key = Some(c.primary_key()?);
                 } else {
                     let col_tok = c.peek().cloned();
                     let col = c.ident("a column name")?;
@@ -387,11 +393,7 @@ pub fn parse(sql: &str) -> Result<Statement> {
                 break;
             }
             if c.is("PRIMARY") {
-                c.i += 1;
-                c.expect("KEY")?;
-                c.expect_token(Token::LParen, "(")?;
-                primary_key = Some(c.ident("a column")?);
-                c.expect_token(Token::RParen, ") (one key column)")?;
+                primary_key = Some(c.primary_key()?);
             }
             let options = if c.eat("WITH") { c.options()? } else { BTreeMap::new() };
             Statement::CreateSource { kind, name, columns, primary_key, options, if_not_exists }

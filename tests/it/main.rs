@@ -18,6 +18,7 @@ mod kafkajs;
 mod kcat;
 mod log_policies;
 mod sql_durability;
+mod sql_nexmark;
 mod sql_http;
 mod transactions;
 mod txn_samsa;
