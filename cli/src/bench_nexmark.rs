@@ -584,10 +584,16 @@ async fn run_queries(args: &NexmarkArgs) -> Result<(), String> {
         let start = Instant::now();
         engine.execute(&statement.sql).await.map_err(|e| format!("{name} failed to start: {e}"))?;
         let mut last_report = Instant::now();
+        let (mut last_done, mut last_change) = (0, Instant::now());
         loop {
             let done = engine.query_progress(&id).await.unwrap_or(0);
             if done >= input {
                 break;
+            }
+            if done != last_done {
+                (last_done, last_change) = (done, Instant::now());
+            } else if last_change.elapsed() > STALL_LIMIT {
+                return Err(format!("{name} made no progress for {} s at {done} of {input} events", STALL_LIMIT.as_secs()));
             }
             if last_report.elapsed() >= Duration::from_secs(1) {
                 eprintln!("  {name}: {done}/{input} events ({:.0}/s)", done as f64 / start.elapsed().as_secs_f64());
@@ -606,6 +612,9 @@ async fn run_queries(args: &NexmarkArgs) -> Result<(), String> {
     print_table(&["query", "input events", "seconds", "events/s"], &rows);
     Ok(())
 }
+
+/// How long a query may process nothing before the benchmark gives up on it.
+const STALL_LIMIT: Duration = Duration::from_secs(120);
 
 /// Records in a topic (end offsets minus start offsets).
 async fn topic_records(admin: &Admin, topic: &str) -> Result<u64, String> {

@@ -223,9 +223,14 @@ impl Catalog {
 
 /// Partitions of `topic`, or `None` when it does not exist.
 pub async fn topic_partitions(admin: &Admin, topic: &str) -> Result<Option<i32>> {
+    Ok(describe_topic(admin, topic).await?.map(|t| t.partitions.len() as i32))
+}
+
+/// `topic`'s metadata, or `None` when it does not exist (or has no partitions).
+pub async fn describe_topic(admin: &Admin, topic: &str) -> Result<Option<samsa_client::admin::TopicInfo>> {
     if !admin.list_topics(true).await?.iter().any(|t| t == topic) {
         return Ok(None);
     }
     let info = admin.describe_topics(&[topic.to_string()]).await?;
-    Ok(info.into_iter().next().map(|t| t.partitions.len() as i32).filter(|n| *n > 0))
+    Ok(info.into_iter().next().filter(|t| !t.partitions.is_empty()))
 }

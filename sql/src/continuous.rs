@@ -324,13 +324,7 @@ pub async fn plan(ctx: &SessionContext, catalog: &Catalog, stats: Arc<Stats>, se
     let decoder = Decoder::new(source.format, &source.columns)?;
     let filter = filter.map(|f| phys(&f, &scan_schema)).transpose()?;
     let ts_col = source.timestamp.as_ref().map(|c| phys(&Expr::Column(datafusion::common::Column::new(Some(scan_plan_qualifier(scan_plan)), c)), &scan_schema)).transpose()?;
-    let join = match join {
-        Some(j) => {
-            let left_schema = scan_plan.schema().clone();
-            Some(JoinPlan { key: phys(&j.left_key, &left_schema)?, ..j })
-        }
-        None => None,
-    };
+
     let processed = Arc::new(AtomicU64::new(0));
     match agg {
         None => {
@@ -363,7 +357,6 @@ struct JoinPlan {
     /// Left join (keep stream rows without a match).
     left_outer: bool,
     /// The stream-side join expression (planned on the stream's schema).
-    left_key: Expr,
     key: Arc<dyn PhysicalExpr>,
 }
 
@@ -415,7 +408,7 @@ fn plan_join(catalog: &Catalog, j: &datafusion::logical_expr::Join) -> Result<Jo
         _ => return Err(SqlError::new(format!("a stream joins table {} on its primary key {key}", r.name)).hint(format!("write ON <stream expression> = {}.{key}", r.name))),
     }
     let table_decoder = Decoder::new(r.format, &r.columns)?;
-    Ok(JoinPlan { table: r, table_decoder, left_outer, left_key: le, key: phys(&Expr::Literal(ScalarValue::Null, None), &DFSchema::empty())? })
+    Ok(JoinPlan { table: r, table_decoder, left_outer, key: phys(&le, j.left.schema())? })
 }
 
 fn scan_plan_qualifier(p: &LogicalPlan) -> String {
@@ -604,7 +597,6 @@ impl InputStage {
 impl InputShared {
     /// Filters, evaluates and forwards one input row (`batch`, in the scan schema).
     fn evaluate(&self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, batch: RecordBatch, in_key: Option<String>, in_ts: i64) -> DfResult<()> {
-        let r = Record::new(in_key, (), in_ts);
         if let Some(f) = &self.filter {
             if !eval_bool(f, &batch)? {
                 return Ok(());
@@ -615,7 +607,7 @@ impl InputShared {
                 Some(ms) => ms,
                 None => return Ok(()), // no event time: cannot be windowed
             },
-            None => r.timestamp,
+            None => in_ts,
         };
         if let Some(schema) = &self.output_schema {
             // Stateless: the SELECT list is the output row.
@@ -625,7 +617,7 @@ impl InputShared {
             let value = crate::format::encode_rows(&out, Format::Json).map_err(|e| DataFusionError::Execution(e.message))?.pop();
             let key = match self.key_index {
                 Some(i) => rows_as_text(&out).map_err(|e| DataFusionError::Execution(e.message))?.remove(0).remove(i),
-                None => r.key.clone(),
+                None => in_key,
             };
             ctx.forward(Record::new(key, value, ts));
             return Ok(());
@@ -1033,16 +1025,16 @@ fn build(plan: &QueryPlan, b: &StreamsBuilder, store: &str) -> KStream<Option<St
     let Some(agg) = &plan.agg else { return staged };
     let kinds = agg.kinds.clone();
     let types: Vec<DataType> = agg.output.agg_schema.fields().iter().skip(agg.output.groups).map(|f| f.data_type().clone()).collect();
-    let grouped = staged
-        .map(|k: Option<String>, v: Option<Bytes>| {
-            let input: AggInput = v.and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or(AggInput { g: Vec::new(), a: Vec::new() });
-            (k.unwrap_or_default(), Json(input))
-        })
-        .group_by_key();
+    // The input stage's JSON goes through the repartition topic as it is and is parsed
+    // once, in the aggregate step.
+    let grouped = staged.map(|k: Option<String>, v: Option<Bytes>| (k.unwrap_or_default(), v.unwrap_or_default())).group_by_key();
     let out = agg.output.clone();
     let step = {
         let (kinds, types) = (kinds.clone(), types.clone());
-        move |_k: &_, v: Json<AggInput>, st: Json<AccState>| Json(accumulate(&kinds, &types, v.0, st.0))
+        move |_k: &_, v: Bytes, st: Json<AccState>| match serde_json::from_slice::<AggInput>(&v) {
+            Ok(input) => Json(accumulate(&kinds, &types, input, st.0)),
+            Err(_) => st,
+        }
     };
     match agg.window {
         None => grouped

@@ -262,9 +262,8 @@ impl TableProvider for TopicTable {
             }
         }
         let topic = &self.def.topic;
-        let exists = crate::catalog::topic_partitions(&self.cluster.admin, topic).await.map_err(|e| DataFusionError::Execution(e.message))?.is_some();
-        let info = if exists { self.cluster.admin.describe_topics(std::slice::from_ref(topic)).await.map_err(ext)? } else { Vec::new() };
-        let Some(info) = info.into_iter().next().filter(|t| !t.partitions.is_empty()) else {
+        let info = crate::catalog::describe_topic(&self.cluster.admin, topic).await.map_err(|e| DataFusionError::Execution(e.message))?;
+        let Some(info) = info else {
             return Err(DataFusionError::Plan(format!(
                 "topic '{topic}' of {} '{}' does not exist (was it deleted?); DROP {} {} removes the {}",
                 self.def.kind.name().to_lowercase(),

@@ -4,8 +4,10 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use futures::StreamExt;
-use samsa_broker::{Broker, BrokerConfig, BrokerOptions};
+use samsa_broker::{Broker, BrokerConfig};
 use samsa_sql::{Engine, EngineConfig, Output};
 
 struct Env {
@@ -16,16 +18,7 @@ struct Env {
 
 async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(BrokerOptions {
-        data_dir: dir.path().join("broker"),
-        listen: "127.0.0.1:0".into(),
-        node_id: 1,
-        controller_listen: None,
-        voters: Default::default(),
-        config: BrokerConfig::default(),
-    })
-    .await
-    .unwrap();
+    let broker = common::start_broker(&dir.path().join("broker"), BrokerConfig::default()).await;
     let state = dir.path().join("sql");
     Env { _dir: dir, broker, state }
 }

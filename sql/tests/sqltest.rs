@@ -28,10 +28,12 @@
 //! answer, so regenerate only after checking a change is right). `SAMSA_SQL_FILE=name`
 //! runs one file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use samsa_broker::{Broker, BrokerConfig, BrokerOptions};
+use samsa_broker::BrokerConfig;
 use samsa_sql::{Engine, EngineConfig, Output};
 
 #[derive(Debug, Clone)]
@@ -147,16 +149,7 @@ async fn run_file(path: &Path, regenerate: bool) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let mut config = BrokerConfig::default();
     config.set_pair("num.partitions=1").unwrap();
-    let broker = Broker::start(BrokerOptions {
-        data_dir: dir.path().join("broker"),
-        listen: "127.0.0.1:0".into(),
-        node_id: 1,
-        controller_listen: None,
-        voters: Default::default(),
-        config,
-    })
-    .await
-    .unwrap();
+    let broker = common::start_broker(&dir.path().join("broker"), config).await;
     let engine = Engine::start(EngineConfig { bootstrap: broker.local_addr().to_string(), state_dir: dir.path().join("sql"), run_queries: true }).await.unwrap();
     let text = std::fs::read_to_string(path).unwrap();
     let mut blocks = parse_file(&text);

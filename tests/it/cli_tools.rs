@@ -2,72 +2,19 @@
 //! checked, and group offsets are cross-checked with confluent-kafka
 //! (`tests/clients/cli_group.py`).
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
-use samsa_tests::{python, run_python, samsa_bin, wait_until, SamsaServer};
+use anyhow::{ensure, Context, Result};
+use samsa_tests::{python, run_python, run_samsa, wait_until, CliRun, SamsaServer};
 
 /// How long one CLI invocation may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What one `samsa` invocation did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Requires exit code 0 and returns stdout.
-    fn ok(self) -> Result<String> {
-        ensure!(self.code == Some(0), "samsa failed ({:?}):\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
-        Ok(self.stdout)
-    }
-
-    /// Requires exit code 1 with nothing on stdout and one `samsa: ...` line on stderr;
-    /// returns that line without the prefix.
-    fn failed(self) -> Result<String> {
-        ensure!(self.code == Some(1), "want exit code 1, got {:?}:\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
-        let err = self.stderr.trim();
-        ensure!(err.lines().count() == 1, "want one stderr line, got:\n{err}");
-        Ok(err.strip_prefix("samsa: ").with_context(|| format!("no `samsa: ` prefix: {err}"))?.to_string())
-    }
-}
-
 /// Runs `samsa ARGS --bootstrap BOOTSTRAP`, bounded by [`CLI_TIMEOUT`].
-fn samsa(bootstrap: &str, args: &[&str]) -> Result<Run> {
-    let mut child = Command::new(samsa_bin()?)
-        .args(args)
-        .args(["--bootstrap", bootstrap])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("piped")));
-    let err = drain(Box::new(child.stderr.take().expect("piped")));
-    let deadline = Instant::now() + CLI_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if Instant::now() > deadline {
-            child.kill()?;
-            let _ = child.wait();
-            bail!("samsa {args:?} did not finish within {CLI_TIMEOUT:?}; stderr:\n{}", err.join().unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Ok(Run { code: status.code(), stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() })
+fn samsa(bootstrap: &str, args: &[&str]) -> Result<CliRun> {
+    let mut all = args.to_vec();
+    all.extend(["--bootstrap", bootstrap]);
+    run_samsa(&all, CLI_TIMEOUT)
 }
 
 /// Rows of the table whose header line starts with `first_column`, split on whitespace.

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use samsa_tests::{samsa_bin, wait_until, SamsaServer};
+use samsa_tests::{run_samsa, samsa_bin, wait_until, CliRun, SamsaServer};
 use serde_json::{json, Value};
 
 /// How long one `samsa sql` invocation may take.
@@ -17,51 +17,13 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a streamed row may take to arrive after its INSERT.
 const ROW_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What one `samsa` invocation did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Requires exit code 0 and returns stdout.
-    fn ok(self) -> Result<String> {
-        ensure!(self.code == Some(0), "samsa sql failed ({:?}):\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
-        Ok(self.stdout)
-    }
-}
-
 /// Runs `samsa ARGS`, bounded by [`CLI_TIMEOUT`].
-fn samsa(args: &[&str]) -> Result<Run> {
-    let mut child = Command::new(samsa_bin()?).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("piped")));
-    let err = drain(Box::new(child.stderr.take().expect("piped")));
-    let deadline = Instant::now() + CLI_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("samsa {args:?} did not finish within {CLI_TIMEOUT:?}; stderr: {}", err.join().unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Ok(Run { code: status.code(), stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() })
+fn samsa(args: &[&str]) -> Result<CliRun> {
+    run_samsa(args, CLI_TIMEOUT)
 }
 
 /// `samsa sql --server ADDR ARGS`.
-fn sql(server: &SamsaServer, args: &[&str]) -> Result<Run> {
+fn sql(server: &SamsaServer, args: &[&str]) -> Result<CliRun> {
     let mut all = vec!["sql", "--server", server.http_addr()];
     all.extend_from_slice(args);
     samsa(&all)

@@ -56,6 +56,61 @@ pub fn kafka_partition_of(key: &str, count: usize) -> usize {
     (if h == i32::MIN { 0 } else { h.abs() }) as usize % count
 }
 
+/// What one `samsa` invocation did.
+#[derive(Debug)]
+pub struct CliRun {
+    /// Exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// Everything on stdout.
+    pub stdout: String,
+    /// Everything on stderr.
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// Requires exit code 0 and returns stdout.
+    pub fn ok(self) -> Result<String> {
+        ensure!(self.code == Some(0), "samsa failed ({:?}):\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
+        Ok(self.stdout)
+    }
+
+    /// Requires exit code 1 with one `samsa: ...` line on stderr; returns that line
+    /// without the prefix.
+    pub fn failed(self) -> Result<String> {
+        ensure!(self.code == Some(1), "want exit code 1, got {:?}:\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
+        let err = self.stderr.trim();
+        ensure!(err.lines().count() == 1, "want one stderr line, got:\n{err}");
+        Ok(err.strip_prefix("samsa: ").with_context(|| format!("no `samsa: ` prefix: {err}"))?.to_string())
+    }
+}
+
+/// Runs `samsa ARGS` with no stdin, killing it after `timeout`.
+pub fn run_samsa(args: &[&str], timeout: Duration) -> Result<CliRun> {
+    let mut child = Command::new(samsa_bin()?).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("samsa {args:?} did not finish within {timeout:?}; stderr:\n{}", err.join().unwrap_or_default());
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Ok(CliRun { code: status.code(), stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() })
+}
+
 /// Locates the `samsa` binary: `$SAMSA_BIN`, else `$CARGO_TARGET_DIR/debug/samsa`, else
 /// `target/debug/samsa` under the workspace root.
 pub fn samsa_bin() -> Result<PathBuf> {
