@@ -102,7 +102,7 @@ pub struct NexmarkArgs {
     /// Only run the queries, over the events already in the topics.
     #[arg(long, conflicts_with = "generate_only")]
     pub queries_only: bool,
-    /// Queries to run (default: every runnable one, q0 q1 q2 q3 q5 q7).
+    /// Queries to run (default: every runnable one, q0 q1 q2 q3 q5 q7 q8).
     #[arg(long, value_delimiter = ',', value_name = "q0,q1,...")]
     pub queries: Vec<String>,
 }
@@ -110,18 +110,18 @@ pub struct NexmarkArgs {
 /// The Nexmark SQL of the repository (`sql/nexmark/`): the sources, then each query with
 /// whether Samsa can run it yet.
 pub const NEXMARK_DDL: &str = include_str!("../../sql/nexmark/ddl.sql");
-/// The queries: name, SQL, and the source topic suffix whose events it reads (None: not
-/// runnable yet).
-pub const NEXMARK_QUERIES: [(&str, &str, Option<&str>); 9] = [
-    ("q0", include_str!("../../sql/nexmark/q0.sql"), Some("bid")),
-    ("q1", include_str!("../../sql/nexmark/q1.sql"), Some("bid")),
-    ("q2", include_str!("../../sql/nexmark/q2.sql"), Some("bid")),
-    ("q3", include_str!("../../sql/nexmark/q3.sql"), Some("auction")),
+/// The queries: name, SQL, and the suffixes of the source topics whose events it reads
+/// (a table joined in does not count; None: not runnable yet).
+pub const NEXMARK_QUERIES: [(&str, &str, Option<&[&str]>); 9] = [
+    ("q0", include_str!("../../sql/nexmark/q0.sql"), Some(&["bid"])),
+    ("q1", include_str!("../../sql/nexmark/q1.sql"), Some(&["bid"])),
+    ("q2", include_str!("../../sql/nexmark/q2.sql"), Some(&["bid"])),
+    ("q3", include_str!("../../sql/nexmark/q3.sql"), Some(&["auction"])),
     ("q4", include_str!("../../sql/nexmark/q4.sql"), None),
-    ("q5", include_str!("../../sql/nexmark/q5.sql"), Some("bid")),
+    ("q5", include_str!("../../sql/nexmark/q5.sql"), Some(&["bid"])),
     ("q6", include_str!("../../sql/nexmark/q6.sql"), None),
-    ("q7", include_str!("../../sql/nexmark/q7.sql"), Some("bid")),
-    ("q8", include_str!("../../sql/nexmark/q8.sql"), None),
+    ("q7", include_str!("../../sql/nexmark/q7.sql"), Some(&["bid"])),
+    ("q8", include_str!("../../sql/nexmark/q8.sql"), Some(&["person", "auction"])),
 ];
 
 /// A person who sells or bids.
@@ -436,11 +436,7 @@ impl Generator {
     }
 
     fn auction(&self, n: u64, ts: i64, rng: &mut Rng) -> Auction {
-        let seller = if rng.below(HOT_SELLERS_RATIO) > 0 {
-            (last_base0_person(n) / HOT_BATCH) * HOT_BATCH
-        } else {
-            next_base0_person(n, rng)
-        };
+        let seller = if rng.below(HOT_SELLERS_RATIO) > 0 { (last_base0_person(n) / HOT_BATCH) * HOT_BATCH } else { next_base0_person(n, rng) };
         let category = FIRST_CATEGORY_ID + rng.below(NUM_CATEGORIES) as i64;
         let initial_bid = rng.price();
         // Beam: an auction lasts on average until `NUM_IN_FLIGHT_AUCTIONS` more auctions
@@ -468,11 +464,7 @@ impl Generator {
     }
 
     fn bid(&self, n: u64, ts: i64, rng: &mut Rng) -> Bid {
-        let auction = if rng.below(HOT_AUCTION_RATIO) > 0 {
-            (last_base0_auction(n) / HOT_BATCH) * HOT_BATCH
-        } else {
-            next_base0_auction(n, rng)
-        };
+        let auction = if rng.below(HOT_AUCTION_RATIO) > 0 { (last_base0_auction(n) / HOT_BATCH) * HOT_BATCH } else { next_base0_auction(n, rng) };
         let bidder = if rng.below(HOT_BIDDERS_RATIO) > 0 {
             // The second person of the batch (so hot bidders and sellers differ); Beam may
             // name one not generated yet, so fall back to the last person.
@@ -549,10 +541,8 @@ pub async fn run(args: NexmarkArgs) -> Result<(), String> {
 /// Runs each chosen query as a persistent query in this process over everything in the
 /// topics, timing it from its creation until it has processed every input event.
 async fn run_queries(args: &NexmarkArgs) -> Result<(), String> {
-    let chosen: Vec<&(&str, &str, Option<&str>)> = NEXMARK_QUERIES
-        .iter()
-        .filter(|(name, _, runnable)| if args.queries.is_empty() { runnable.is_some() } else { args.queries.iter().any(|q| q == name) })
-        .collect();
+    let chosen: Vec<&(&str, &str, Option<&[&str]>)> =
+        NEXMARK_QUERIES.iter().filter(|(name, _, runnable)| if args.queries.is_empty() { runnable.is_some() } else { args.queries.iter().any(|q| q == name) }).collect();
     for (name, _, runnable) in &chosen {
         if runnable.is_none() {
             return Err(format!("Nexmark {name} is not runnable yet (see sql/nexmark/{name}.sql)"));
@@ -574,8 +564,14 @@ async fn run_queries(args: &NexmarkArgs) -> Result<(), String> {
     let run_id = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
     let mut rows = Vec::new();
     for (name, sql, source) in chosen {
-        let topic = format!("{}{}", args.topic_prefix, source.expect("runnable"));
-        let input = topic_records(&admin, &topic).await?;
+        let mut input = 0;
+        let mut topics = Vec::new();
+        for suffix in source.expect("runnable").iter() {
+            let topic = format!("{}{suffix}", args.topic_prefix);
+            input += topic_records(&admin, &topic).await?;
+            topics.push(topic);
+        }
+        let topic = topics.join(" and ");
         let sink = format!("nexmark_{name}_{run_id}");
         let sql = sql.replace(&format!("nexmark_{name} "), &format!("{sink} "));
         let statement = samsa_sql::split_statements(&sql).map_err(|e| e.to_string())?.pop().ok_or("empty query file")?;
@@ -640,7 +636,9 @@ async fn create_topics(args: &NexmarkArgs, topics: &[String; 3]) -> Result<(), S
         let topic = NewTopic::new(name, args.partitions, -1).config("retention.ms", "-1");
         match admin.create_topics(&[topic]).await {
             Ok(()) => eprintln!("created topic `{name}` with {} partitions", args.partitions),
-            Err(e) if e.kafka_error() == Some(ResponseError::TopicAlreadyExists) => eprintln!("topic `{name}` exists; using it as it is"),
+            Err(e) if e.kafka_error() == Some(ResponseError::TopicAlreadyExists) => {
+                eprintln!("topic `{name}` exists; using it as it is")
+            }
             Err(e) => return Err(format!("cannot create topic `{name}`: {e}")),
         }
     }
@@ -759,7 +757,14 @@ mod tests {
         let s = line.as_bytes();
         let mut i = 0;
         let mut out = Vec::new();
-        let expect = |i: &mut usize, c: u8| if s.get(*i) == Some(&c) { *i += 1; Ok(()) } else { Err(format!("expected {:?} at {i} in {line}", c as char)) };
+        let expect = |i: &mut usize, c: u8| {
+            if s.get(*i) == Some(&c) {
+                *i += 1;
+                Ok(())
+            } else {
+                Err(format!("expected {:?} at {i} in {line}", c as char))
+            }
+        };
         expect(&mut i, b'{')?;
         loop {
             let key = string(s, &mut i)?;

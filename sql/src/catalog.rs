@@ -71,6 +71,9 @@ pub struct QueryDef {
     pub sink: String,
     /// The original statement, as typed.
     pub statement: String,
+    /// The topic that receives the input records the query cannot read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,7 +151,9 @@ impl Catalog {
                         Ok(Entry::Query(q)) => {
                             st.queries.insert(q.id.clone(), q);
                         }
-                        Err(e) => tracing::warn!(key, error = %e, "unreadable SQL catalog entry skipped"),
+                        Err(e) => {
+                            tracing::warn!(key, error = %e, "unreadable SQL catalog entry skipped")
+                        }
                     },
                 }
             }

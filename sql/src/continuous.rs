@@ -32,15 +32,12 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::common::{DFSchema, DFSchemaRef, DataFusionError, ScalarValue};
 use datafusion::logical_expr::execution_props::ExecutionProps;
 use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction};
-use datafusion::logical_expr::{
-    Aggregate, ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{Aggregate, ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
 use datafusion::prelude::SessionContext;
 use futures::stream::BoxStream;
 use samsa_streams::{
-    Json, KStream, KafkaStreams, Materialized, Processor, ProcessorContext, Record, SessionWindows, StreamsBuilder, StreamsConfig, TimeWindows,
-    Windowed,
+    JoinWindows, Json, KStream, KafkaStreams, Materialized, Processor, ProcessorContext, Record, SessionWindows, StreamsBuilder, StreamsConfig, TimeWindows, Windowed,
 };
 use serde::{Deserialize, Serialize};
 
@@ -91,11 +88,34 @@ impl ScalarUDFImpl for WindowFn {
     }
 }
 
-/// Registers `tumble`, `hop` and `session`.
+/// `grace_period(INTERVAL ...)`: in a stream-stream join's ON clause, how late a record
+/// may arrive and still join. Always true, so bounded queries ignore it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct GracePeriod {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for GracePeriod {
+    fn name(&self) -> &str {
+        "grace_period"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))
+    }
+}
+
+/// Registers `tumble`, `hop`, `session` and `grace_period`.
 pub fn register_functions(ctx: &SessionContext) {
     for name in ["tumble", "hop", "session"] {
         ctx.register_udf(ScalarUDF::new_from_impl(WindowFn { name, signature: Signature::variadic_any(Volatility::Immutable) }));
     }
+    ctx.register_udf(ScalarUDF::new_from_impl(GracePeriod { signature: Signature::variadic_any(Volatility::Immutable) }));
 }
 
 /// Milliseconds of a constant interval.
@@ -143,7 +163,9 @@ enum WindowSpec {
 const DEFAULT_GRACE_MS: i64 = 24 * 3_600_000;
 
 fn window_of(e: &Expr) -> Result<Option<(WindowSpec, Expr)>> {
-    let Expr::ScalarFunction(ScalarFunction { func, args }) = strip(e) else { return Ok(None) };
+    let Expr::ScalarFunction(ScalarFunction { func, args }) = strip(e) else {
+        return Ok(None);
+    };
     let name = func.name();
     let arg = |i: usize| args.get(i).map(const_interval).transpose();
     let spec = match name {
@@ -210,6 +232,8 @@ struct InputShared {
     args: Vec<Option<Arc<dyn PhysicalExpr>>>,
     /// Event time: the window's time argument, or the stream's timestamp column.
     time: Option<Arc<dyn PhysicalExpr>>,
+    /// Whether a window needs the event time (rows without one are dropped).
+    windowed: bool,
     /// Stateless: the output schema (for encoding rows).
     output_schema: Option<SchemaRef>,
     /// Stateless: the output column whose text is the record key.
@@ -264,7 +288,7 @@ impl QueryPlan {
 
 fn unsupported(what: &str) -> SqlError {
     SqlError::new(format!("{what} is not supported in continuous queries yet"))
-        .hint("continuous queries take SELECT ... FROM one stream [WHERE ...] [GROUP BY ... [HAVING ...]]; run it without EMIT CHANGES for a bounded answer")
+        .hint("continuous queries take SELECT ... FROM a stream [JOIN a table or stream ON ...] [WHERE ...] [GROUP BY ... [HAVING ...]]; run it without EMIT CHANGES for a bounded answer")
 }
 
 fn phys(e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
@@ -295,9 +319,19 @@ pub async fn plan(ctx: &SessionContext, catalog: &Catalog, stats: Arc<Stats>, se
     };
     let scan_schema: DFSchemaRef = scan_plan.schema().clone();
     let mut join = None;
+    let mut filter = filter;
     let scan_plan = match scan_plan {
         LogicalPlan::Join(j) => {
-            join = Some(plan_join(catalog, j)?);
+            let (jp, residual) = plan_join(catalog, j)?;
+            if catalog.topic_partitions(&jp.right_def.topic).await?.unwrap_or(0) == 0 {
+                return Err(SqlError::new(format!("topic '{}' of {} does not exist", jp.right_def.topic, jp.right_def.name)));
+            }
+            join = Some(jp);
+            // Conditions of an inner join's ON clause are checked with the WHERE clause.
+            filter = match (filter, residual) {
+                (Some(a), Some(b)) => Some(a.and(b)),
+                (a, b) => a.or(b),
+            };
             j.left.as_ref()
         }
         other => other,
@@ -336,6 +370,7 @@ pub async fn plan(ctx: &SessionContext, catalog: &Catalog, stats: Arc<Stats>, se
                 exprs,
                 args: Vec::new(),
                 time: ts_col,
+                windowed: false,
                 output_schema: Some(output_schema.clone()),
                 key_index,
                 join,
@@ -349,15 +384,34 @@ pub async fn plan(ctx: &SessionContext, catalog: &Catalog, stats: Arc<Stats>, se
     }
 }
 
-/// A stream joined with a table on the table's key.
+/// One input of a join: how its records are decoded, keyed and timed.
+struct JoinSide {
+    decoder: Decoder,
+    /// The join key expressions (stream-table: one, on the stream; the table side has none).
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// Stream-stream: the event time the time bound compares.
+    time: Option<Arc<dyn PhysicalExpr>>,
+    /// Records of this side without a match are kept (LEFT / RIGHT / FULL).
+    outer: bool,
+    /// The key standing for a NULL join key on an outer side (it matches nothing).
+    null_key: &'static str,
+}
+
+/// How the two inputs meet.
+enum JoinKind {
+    /// Stream-table: each stream record looks up the table's row of its key.
+    Table,
+    /// Stream-stream: records of equal key whose times fit the bound.
+    Stream(JoinWindows),
+}
+
+/// A join of the query's stream with a table or a second stream.
 struct JoinPlan {
-    /// The table.
-    table: SourceDef,
-    table_decoder: Decoder,
-    /// Left join (keep stream rows without a match).
-    left_outer: bool,
-    /// The stream-side join expression (planned on the stream's schema).
-    key: Arc<dyn PhysicalExpr>,
+    /// The right input.
+    right_def: SourceDef,
+    kind: JoinKind,
+    left: Arc<JoinSide>,
+    right: Arc<JoinSide>,
 }
 
 fn source_of(p: &LogicalPlan) -> Option<String> {
@@ -368,47 +422,199 @@ fn source_of(p: &LogicalPlan) -> Option<String> {
     }
 }
 
-fn plan_join(catalog: &Catalog, j: &datafusion::logical_expr::Join) -> Result<JoinPlan> {
-    use datafusion::logical_expr::{BinaryExpr, JoinType, Operator};
-    let left_outer = match j.join_type {
-        JoinType::Inner => false,
-        JoinType::Left => true,
-        other => return Err(unsupported(&format!("a {other} join (stream-table joins are INNER or LEFT)"))),
+/// `time ± INTERVAL`: the time expression and the offset in ms (0 without one).
+fn time_offset(e: &Expr) -> (&Expr, i64) {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let interval = |e: &Expr| match strip(e) {
+        Expr::Literal(v @ (ScalarValue::IntervalMonthDayNano(_) | ScalarValue::IntervalDayTime(_)), _) => interval_ms(v).ok(),
+        _ => None,
     };
+    match strip(e) {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Plus, right }) => match (interval(right), interval(left)) {
+            (Some(ms), _) => (left, ms),
+            (None, Some(ms)) => (right, ms),
+            _ => (e, 0),
+        },
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right }) => match interval(right) {
+            Some(ms) => (left, -ms),
+            None => (e, 0),
+        },
+        other => (other, 0),
+    }
+}
+
+/// A time bound between the join's inputs: `right_time ∈ [left_time + lo, left_time + hi]`.
+#[derive(Default)]
+struct TimeBound {
+    times: Option<(Expr, Expr)>,
+    lo: Option<i64>,
+    hi: Option<i64>,
+}
+
+/// `grace_period(INTERVAL ...)` in a join condition: how late records may be.
+fn grace_of(e: &Expr) -> Result<Option<i64>> {
+    match strip(e) {
+        Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == "grace_period" => match args.as_slice() {
+            [g] => Ok(Some(const_interval(g)?)),
+            _ => Err(SqlError::new("grace_period takes one interval, e.g. grace_period(INTERVAL '1' MINUTE)")),
+        },
+        _ => Ok(None),
+    }
+}
+
+fn plan_join(catalog: &Catalog, j: &datafusion::logical_expr::Join) -> Result<(JoinPlan, Option<Expr>)> {
+    use crate::catalog::SourceKind::{Stream, Table};
+    use datafusion::logical_expr::expr_schema::ExprSchemable;
+    use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+    use datafusion::logical_expr::{Between, BinaryExpr, JoinType, Operator};
     let (Some(ln), Some(rn)) = (source_of(&j.left), source_of(&j.right)) else {
         return Err(unsupported("a join of more than two inputs"));
     };
-    let (l, r) = (catalog.source(&ln), catalog.source(&rn));
-    let (Some(l), Some(r)) = (l, r) else { return Err(SqlError::new("a joined stream or table is missing")) };
-    use crate::catalog::SourceKind::{Stream, Table};
-    match (l.kind, r.kind) {
-        (Stream, Table) => {}
-        (Stream, Stream) => {
-            return Err(unsupported("a stream-stream join").hint("join a stream with a table (CREATE TABLE ... PRIMARY KEY) on the table's key"))
-        }
+    let (Some(l), Some(r)) = (catalog.source(&ln), catalog.source(&rn)) else {
+        return Err(SqlError::new("a joined stream or table is missing"));
+    };
+    let table = match (l.kind, r.kind) {
+        (Stream, Table) => true,
+        (Stream, Stream) => false,
         (Table, Stream) => return Err(SqlError::new("put the stream on the left of the join: FROM stream JOIN table ON ...")),
         (Table, Table) => return Err(unsupported("a table-table join")),
-    }
-    // The condition: one equality between a stream expression and the table's key column.
-    let mut pairs: Vec<(Expr, Expr)> = j.on.clone();
-    if let Some(Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right })) = j.filter.as_ref().map(strip) {
-        pairs.push((left.as_ref().clone(), right.as_ref().clone()));
-    } else if j.filter.is_some() {
-        return Err(unsupported("a join condition other than one equality"));
-    }
-    let [(a, b)] = pairs.as_slice() else {
-        return Err(unsupported("a join condition other than one equality"));
     };
-    let on_left = |e: &Expr| e.column_refs().iter().all(|c| j.left.schema().has_column(c));
-    let (le, re) = if on_left(a) { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
-    let key = r.key.clone().unwrap_or_default();
-    match strip(&re) {
-        Expr::Column(c) if c.name == key && j.right.schema().has_column(c) => {}
-        Expr::Column(c) if c.name == "_key" => {}
-        _ => return Err(SqlError::new(format!("a stream joins table {} on its primary key {key}", r.name)).hint(format!("write ON <stream expression> = {}.{key}", r.name))),
+    let (left_outer, right_outer) = match j.join_type {
+        JoinType::Inner => (false, false),
+        JoinType::Left => (true, false),
+        JoinType::Right if !table => (false, true),
+        JoinType::Full if !table => (true, true),
+        other if table => return Err(unsupported(&format!("a {other} join of a stream with a table (they are INNER or LEFT)"))),
+        other => return Err(unsupported(&format!("a {other} join"))),
+    };
+    let (ls, rs) = (j.left.schema(), j.right.schema());
+    // Which input an expression reads: Some(true) left only, Some(false) right only.
+    let side = |e: &Expr| {
+        let refs = e.column_refs();
+        if refs.is_empty() {
+            None
+        } else if refs.iter().all(|c| ls.has_column(c)) {
+            Some(true)
+        } else if refs.iter().all(|c| rs.has_column(c)) {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    let is_time = |e: &Expr, left: bool| {
+        let t = e.get_type(if left { ls.as_ref() } else { rs.as_ref() });
+        matches!(t, Ok(DataType::Timestamp(..) | DataType::Date32 | DataType::Date64))
+    };
+    let mut conjuncts: Vec<Expr> = j.on.iter().map(|(a, b)| a.clone().eq(b.clone())).collect();
+    if let Some(f) = &j.filter {
+        conjuncts.extend(split_conjunction(f).into_iter().cloned());
     }
-    let table_decoder = Decoder::new(r.format, &r.columns)?;
-    Ok(JoinPlan { table: r, table_decoder, left_outer, key: phys(&le, j.left.schema())? })
+    let (mut keys, mut residual, mut grace, mut bound) = (Vec::new(), Vec::new(), None, TimeBound::default());
+    for c in conjuncts {
+        if let Some(g) = grace_of(&c)? {
+            grace = Some(g);
+            continue;
+        }
+        if let Expr::BinaryExpr(BinaryExpr { left: a, op: Operator::Eq, right: b }) = strip(&c) {
+            match (side(a), side(b)) {
+                (Some(true), Some(false)) => {
+                    keys.push((a.as_ref().clone(), b.as_ref().clone()));
+                    continue;
+                }
+                (Some(false), Some(true)) => {
+                    keys.push((b.as_ref().clone(), a.as_ref().clone()));
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        // A time bound: comparisons of a time of one input with a time of the other ± a
+        // constant interval (BETWEEN is two of them).
+        let pieces: Vec<(Operator, &Expr, &Expr)> = match strip(&c) {
+            Expr::Between(Between { expr, negated: false, low, high }) => vec![(Operator::GtEq, expr, low), (Operator::LtEq, expr, high)],
+            Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq), right }) => vec![(*op, left, right)],
+            _ => Vec::new(),
+        };
+        let mut norm = Vec::new();
+        for (op, x, y) in &pieces {
+            let ((xb, xc), (yb, yc)) = (time_offset(x), time_offset(y));
+            // As `right_time op left_time + d`.
+            let (rt, lt, op, d) = match (side(xb), side(yb)) {
+                (Some(false), Some(true)) => (xb, yb, *op, yc - xc),
+                (Some(true), Some(false)) => (yb, xb, op.swap().unwrap_or(*op), xc - yc),
+                _ => break,
+            };
+            if !is_time(rt, false) || !is_time(lt, true) {
+                break;
+            }
+            norm.push((rt.clone(), lt.clone(), op, d));
+        }
+        let fits = !table && !norm.is_empty() && norm.len() == pieces.len() && norm.iter().all(|(rt, lt, ..)| bound.times.as_ref().is_none_or(|(r0, l0)| r0 == rt && l0 == lt));
+        if fits {
+            for (rt, lt, op, d) in norm {
+                bound.times.get_or_insert((rt, lt));
+                match op {
+                    Operator::GtEq => bound.lo = Some(bound.lo.map_or(d, |v| v.max(d))),
+                    Operator::Gt => bound.lo = Some(bound.lo.map_or(d + 1, |v| v.max(d + 1))),
+                    Operator::LtEq => bound.hi = Some(bound.hi.map_or(d, |v| v.min(d))),
+                    _ => bound.hi = Some(bound.hi.map_or(d - 1, |v| v.min(d - 1))),
+                }
+            }
+            // An inner join keeps checking the bound exactly after the join (the join's
+            // window may be wider); an outer join's window is the bound itself.
+            if !left_outer && !right_outer {
+                residual.push(c);
+            }
+            continue;
+        }
+        residual.push(c);
+    }
+    let outer = left_outer || right_outer;
+    if outer && !residual.is_empty() {
+        return Err(unsupported("a condition other than key equalities and a time bound in the ON clause of an outer join").hint("put other conditions in WHERE"));
+    }
+    let left_decoder = Decoder::new(l.format, &l.columns)?;
+    let right_decoder = Decoder::new(r.format, &r.columns)?;
+    let left_keys = keys.iter().map(|(a, _)| phys(a, ls)).collect::<Result<Vec<_>>>()?;
+    let (kind, right_keys, times) = if table {
+        let key = r.key.clone().unwrap_or_default();
+        let key_ok = |e: &Expr| matches!(strip(e), Expr::Column(c) if (c.name == key && rs.has_column(c)) || c.name == "_key");
+        match keys.as_slice() {
+            [(_, re)] if key_ok(re) => {}
+            _ => return Err(SqlError::new(format!("a stream joins table {} on its primary key {key}", r.name)).hint(format!("write ON <stream expression> = {}.{key}", r.name))),
+        }
+        (JoinKind::Table, Vec::new(), None)
+    } else {
+        if keys.is_empty() {
+            return Err(SqlError::new("a stream-stream join needs an equality of the two streams' keys")
+                .hint("write ON a.id = b.id AND b.t BETWEEN a.t - INTERVAL '1' MINUTE AND a.t + INTERVAL '1' MINUTE"));
+        }
+        let (Some((rt, lt)), Some(lo), Some(hi)) = (bound.times, bound.lo, bound.hi) else {
+            return Err(SqlError::new("a stream-stream join needs a time bound on both sides, so that its state stays finite")
+                .hint("add to ON: b.t BETWEEN a.t - INTERVAL '1' MINUTE AND a.t + INTERVAL '1' MINUTE (a.t, b.t: the streams' TIMESTAMP columns)"));
+        };
+        let (before, after) = (-lo, hi);
+        if before + after < 0 {
+            return Err(SqlError::new("the join's time bound is empty: its lower end is above its upper end"));
+        }
+        if outer && (before < 0 || after < 0) {
+            return Err(unsupported("an outer stream-stream join whose time bound excludes equal times")
+                .hint("write a bound such as BETWEEN a.t - INTERVAL '1' MINUTE AND a.t + INTERVAL '1' MINUTE"));
+        }
+        let grace = grace.unwrap_or(DEFAULT_GRACE_MS);
+        let w = JoinWindows::of_time_difference_and_grace(Duration::ZERO, Duration::from_millis(grace as u64))
+            .before(Duration::from_millis(before.max(0) as u64))
+            .after(Duration::from_millis(after.max(0) as u64));
+        let right_keys = keys.iter().map(|(_, b)| phys(b, rs)).collect::<Result<Vec<_>>>()?;
+        (JoinKind::Stream(w), right_keys, Some((phys(&lt, ls)?, phys(&rt, rs)?)))
+    };
+    if grace.is_some() && table {
+        return Err(SqlError::new("grace_period() applies to stream-stream joins"));
+    }
+    let (lt, rt) = times.map_or((None, None), |(a, b)| (Some(a), Some(b)));
+    let left = Arc::new(JoinSide { decoder: left_decoder, keys: left_keys, time: lt, outer: left_outer, null_key: "\u{0}" });
+    let right = Arc::new(JoinSide { decoder: right_decoder, keys: right_keys, time: rt, outer: right_outer, null_key: "\u{1}" });
+    Ok((JoinPlan { right_def: r, kind, left, right }, conjunction(residual)))
 }
 
 fn scan_plan_qualifier(p: &LogicalPlan) -> String {
@@ -494,6 +700,7 @@ fn plan_aggregate(
         filter,
         exprs,
         args,
+        windowed: window.is_some(),
         time,
         output_schema: None,
         key_index: None,
@@ -588,7 +795,9 @@ impl InputStage {
 
     fn step(&mut self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, r: Record<Option<Bytes>, Option<Bytes>>) -> DfResult<()> {
         self.shared.processed.fetch_add(1, Ordering::Relaxed);
-        let Some(batch) = self.decode(ctx, &r) else { return Ok(()) };
+        let Some(batch) = self.decode(ctx, &r) else {
+            return Ok(());
+        };
         let key = r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned());
         self.shared.evaluate(ctx, batch, key, r.timestamp)
     }
@@ -605,7 +814,8 @@ impl InputShared {
         let ts = match &self.time {
             Some(t) => match eval_ms(t, &batch)? {
                 Some(ms) => ms,
-                None => return Ok(()), // no event time: cannot be windowed
+                None if self.windowed => return Ok(()), // no event time: cannot be windowed
+                None => in_ts,
             },
             None => in_ts,
         };
@@ -641,28 +851,29 @@ struct Carried {
     t: i64,
 }
 
-/// A stream record and the table row it matched (`None`: no match, left join).
+/// A pair of joined records (`None`: no match on that side, outer joins). A table's row
+/// comes as a record with its key and value only.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Joined {
-    l: Carried,
-    r: Option<String>,
+    l: Option<Carried>,
+    r: Option<Carried>,
 }
 
-/// Keys stream records by their join expression (then they repartition to the table's
-/// partitioning).
+/// Keys the records of one join input by its join expressions and, for stream-stream
+/// joins, times them by the time the bound compares (then they repartition by key).
 struct KeyStage {
     shared: Arc<InputShared>,
+    side: Arc<JoinSide>,
 }
 
 impl Processor<Option<Bytes>, Option<Bytes>, String, Json<Carried>> for KeyStage {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, '_, String, Json<Carried>>, r: Record<Option<Bytes>, Option<Bytes>>) -> samsa_streams::Result<()> {
         let Some(value) = &r.value else { return Ok(()) };
-        let shared = &self.shared;
+        let (shared, side) = (&self.shared, &self.side);
         shared.processed.fetch_add(1, Ordering::Relaxed);
-        let j = shared.join.as_ref().expect("a join");
         let (p, o) = ctx.record_metadata().map(|m| (m.partition, m.offset)).unwrap_or((-1, -1));
         let raw = RawRecord { key: r.key.clone(), value: Some(value.clone()), partition: p, offset: o, timestamp: r.timestamp };
-        let batch = match shared.decoder.decode(std::slice::from_ref(&raw)) {
+        let batch = match side.decoder.decode(std::slice::from_ref(&raw)) {
             Ok(d) if d.batch.num_rows() == 1 => d.batch,
             _ => {
                 shared.stats.malformed_records.fetch_add(1, Ordering::Relaxed);
@@ -670,18 +881,33 @@ impl Processor<Option<Bytes>, Option<Bytes>, String, Json<Carried>> for KeyStage
                 return Ok(());
             }
         };
-        let key = match eval_text(&j.key, &batch) {
-            Ok(Some(k)) => k,
-            // No join key: no match (a left join still keeps the row).
-            Ok(None) if j.left_outer => "\u{0}".to_string(),
-            Ok(None) => return Ok(()),
+        let texts: DfResult<Vec<Option<String>>> = side.keys.iter().map(|k| eval_text(k, &batch)).collect();
+        let key = match texts {
+            Ok(t) if t.iter().all(Option::is_some) => match t.as_slice() {
+                [one] => one.clone(),
+                many => Some(serde_json::to_string(many).unwrap_or_default()),
+            },
+            Ok(_) => None,
             Err(e) => {
                 tracing::warn!(error = %e, "record skipped: the join key cannot be evaluated");
                 return Ok(());
             }
         };
+        // No join key: no match (an outer side still keeps the row).
+        let key = match key {
+            Some(k) => k,
+            None if side.outer => side.null_key.to_string(),
+            None => return Ok(()),
+        };
+        let ts = match side.time.as_ref().map(|t| eval_ms(t, &batch)) {
+            None => r.timestamp,
+            Some(Ok(Some(ms))) => ms,
+            // No time: it cannot fall in a time bound.
+            Some(_) if side.outer => r.timestamp,
+            Some(_) => return Ok(()),
+        };
         let carried = Carried { k: r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()), v: String::from_utf8_lossy(value).into_owned(), p, o, t: r.timestamp };
-        ctx.forward(Record::new(key, Json(carried), r.timestamp));
+        ctx.forward(Record::new(key, Json(carried), ts));
         Ok(())
     }
 }
@@ -691,23 +917,37 @@ struct JoinedStage {
     shared: Arc<InputShared>,
 }
 
+/// The columns of one side of a joined row: its record decoded, or NULLs when the other
+/// side is outer (`nullable`).
+fn side_columns(side: &JoinSide, c: Option<Carried>, nullable: bool) -> Option<Vec<ArrayRef>> {
+    let decoded = c.and_then(|c| {
+        let raw = RawRecord { key: c.k.map(Bytes::from), value: Some(Bytes::from(c.v)), partition: c.p, offset: c.o, timestamp: c.t };
+        side.decoder.decode(std::slice::from_ref(&raw)).ok().filter(|d| d.batch.num_rows() == 1).map(|d| d.batch.columns().to_vec())
+    });
+    match decoded {
+        Some(cols) => Some(cols),
+        None if nullable => Some(side.decoder.schema().fields().iter().map(|f| datafusion::arrow::array::new_null_array(f.data_type(), 1)).collect()),
+        None => None,
+    }
+}
+
 impl Processor<String, Json<Joined>, Option<String>, Option<Bytes>> for JoinedStage {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, r: Record<String, Json<Joined>>) -> samsa_streams::Result<()> {
         let shared = self.shared.clone();
         let j = shared.join.as_ref().expect("a join");
-        let Joined { l, r: right } = r.value.0;
-        let left = RawRecord { key: l.k.clone().map(Bytes::from), value: Some(Bytes::from(l.v)), partition: l.p, offset: l.o, timestamp: l.t };
-        let Ok(lb) = shared.decoder.decode(std::slice::from_ref(&left)) else { return Ok(()) };
-        let right_batch = right.and_then(|v| {
-            let raw = RawRecord { key: Some(Bytes::from(r.key.clone())), value: Some(Bytes::from(v)), partition: -1, offset: -1, timestamp: 0 };
-            j.table_decoder.decode(std::slice::from_ref(&raw)).ok().filter(|d| d.batch.num_rows() == 1).map(|d| d.batch)
-        });
-        let right_cols: Vec<ArrayRef> = match right_batch {
-            Some(b) => b.columns().to_vec(),
-            None if j.left_outer => j.table_decoder.schema().fields().iter().map(|f| datafusion::arrow::array::new_null_array(f.data_type(), 1)).collect(),
-            None => return Ok(()),
+        let Joined { l, r: mut right } = r.value.0;
+        let key = match j.kind {
+            JoinKind::Table => {
+                if let Some(row) = right.as_mut() {
+                    row.k = Some(r.key.clone());
+                }
+                l.as_ref().and_then(|c| c.k.clone())
+            }
+            JoinKind::Stream(_) => l.as_ref().and_then(|c| c.k.clone()).or_else(|| right.as_ref().and_then(|c| c.k.clone())),
         };
-        let mut cols = lb.batch.columns().to_vec();
+        let (Some(mut cols), Some(right_cols)) = (side_columns(&j.left, l, j.right.outer), side_columns(&j.right, right, j.left.outer)) else {
+            return Ok(());
+        };
         cols.extend(right_cols);
         let batch = match RecordBatch::try_new(shared.scan_schema.clone(), cols) {
             Ok(b) => b,
@@ -716,7 +956,7 @@ impl Processor<String, Json<Joined>, Option<String>, Option<Bytes>> for JoinedSt
                 return Ok(());
             }
         };
-        if let Err(e) = shared.evaluate(ctx, batch, l.k, l.t) {
+        if let Err(e) = shared.evaluate(ctx, batch, key, r.timestamp) {
             shared.stats.malformed_records.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "record skipped: the query cannot evaluate it");
         }
@@ -954,7 +1194,9 @@ impl<K: GroupKey> Processor<K, Option<Json<AccState>>, Option<String>, Option<By
             }
             // HAVING no longer holds: the row leaves the table.
             Ok(None) => ctx.forward(Record::new(Some(key), None, r.timestamp)),
-            Err(e) => tracing::warn!(error = %e, "result row skipped: the query cannot evaluate it"),
+            Err(e) => {
+                tracing::warn!(error = %e, "result row skipped: the query cannot evaluate it")
+            }
         }
         Ok(())
     }
@@ -965,8 +1207,14 @@ impl<K: GroupKey> Processor<K, Option<Json<AccState>>, Option<String>, Option<By
 
 /// Where results go.
 pub enum Target {
-    /// A stream or table's topic (persistent queries).
-    Topic(SourceDef),
+    /// A stream or table's topic (persistent queries), and the dead-letter topic for input
+    /// records the query cannot read, if any.
+    Topic {
+        /// The stream or table written.
+        sink: SourceDef,
+        /// The dead-letter topic.
+        dead_letter: Option<String>,
+    },
     /// A channel (EMIT CHANGES).
     Channel(tokio::sync::mpsc::UnboundedSender<(Option<String>, Option<Bytes>)>),
 }
@@ -1004,20 +1252,93 @@ impl Running {
     }
 }
 
-fn build(plan: &QueryPlan, b: &StreamsBuilder, store: &str) -> KStream<Option<String>, Option<Bytes>> {
+/// Copies the input records that do not decode to a dead-letter topic, as they were, with
+/// headers saying where they came from and why (the input stage skips and counts them).
+struct DeadLetterStage {
+    decoder: Decoder,
+    query: Bytes,
+}
+
+impl Processor<Option<Bytes>, Option<Bytes>, Option<Bytes>, Option<Bytes>> for DeadLetterStage {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, '_, Option<Bytes>, Option<Bytes>>, r: Record<Option<Bytes>, Option<Bytes>>) -> samsa_streams::Result<()> {
+        if r.value.is_none() {
+            return Ok(());
+        }
+        let meta = ctx.record_metadata().cloned().unwrap_or_default();
+        let raw = RawRecord { key: r.key.clone(), value: r.value.clone(), partition: meta.partition, offset: meta.offset, timestamp: r.timestamp };
+        let why = match self.decoder.decode(std::slice::from_ref(&raw)) {
+            Ok(d) if d.batch.num_rows() == 1 => return Ok(()),
+            Ok(d) => d.malformed.into_iter().next().map(|m| m.2).unwrap_or_else(|| "the record does not decode".into()),
+            Err(e) => e.to_string(),
+        };
+        let mut out = Record::new(r.key, r.value, r.timestamp);
+        out.headers = r.headers;
+        for (name, value) in [
+            ("samsa.sql.error.topic", Bytes::from(meta.topic)),
+            ("samsa.sql.error.partition", Bytes::from(meta.partition.to_string())),
+            ("samsa.sql.error.offset", Bytes::from(meta.offset.to_string())),
+            ("samsa.sql.error.message", Bytes::from(why)),
+            ("samsa.sql.error.query", self.query.clone()),
+        ] {
+            out.headers.push((name.to_string(), Some(value)));
+        }
+        ctx.forward(out);
+        Ok(())
+    }
+}
+
+/// Sends the records of `src` that do not decode with `decoder` to `dead_letter`.
+fn dead_letters(src: &KStream<Option<Bytes>, Option<Bytes>>, decoder: &Decoder, dead_letter: Option<(&str, &str)>) {
+    if let Some((topic, app)) = dead_letter {
+        let (decoder, query) = (decoder.clone(), Bytes::from(app.trim_start_matches("_samsa_sql_").to_string()));
+        src.process(move || DeadLetterStage { decoder: decoder.clone(), query: query.clone() }, &[]).to(topic);
+    }
+}
+
+fn build(plan: &QueryPlan, b: &StreamsBuilder, store: &str, dead_letter: Option<(&str, &str)>) -> KStream<Option<String>, Option<Bytes>> {
     let input = plan.input.clone();
     let src = b.stream::<Option<Bytes>, Option<Bytes>>(&plan.source.topic);
+    dead_letters(&src, &plan.input.decoder, dead_letter);
     let staged: KStream<Option<String>, Option<Bytes>> = match &plan.input.join {
         None => src.process(move || InputStage { shared: input.clone() }, &[]),
         Some(j) => {
-            let i2 = input.clone();
-            let keyed: KStream<String, Json<Carried>> = src.process(move || KeyStage { shared: i2.clone() }, &[]);
-            let table = b.table::<String, Bytes>(&j.table.topic);
-            let text = |t: &Bytes| String::from_utf8_lossy(t).into_owned();
-            let joined: KStream<String, Json<Joined>> = if j.left_outer {
-                keyed.left_join_table(&table, move |c: &Json<Carried>, t: Option<&Bytes>| Json(Joined { l: c.0.clone(), r: t.map(text) }))
-            } else {
-                keyed.join_table(&table, move |c: &Json<Carried>, t: &Bytes| Json(Joined { l: c.0.clone(), r: Some(text(t)) }))
+            let (i2, side) = (input.clone(), j.left.clone());
+            let keyed: KStream<String, Json<Carried>> = src.process(move || KeyStage { shared: i2.clone(), side: side.clone() }, &[]);
+            let joined: KStream<String, Json<Joined>> = match &j.kind {
+                JoinKind::Table => {
+                    let table = b.table::<String, Bytes>(&j.right_def.topic);
+                    // The row's key is the joined record's key (the join stage fills it in).
+                    let row = |t: &Bytes| Carried { k: None, v: String::from_utf8_lossy(t).into_owned(), p: -1, o: -1, t: 0 };
+                    if j.left.outer {
+                        keyed.left_join_table(&table, move |c: &Json<Carried>, t: Option<&Bytes>| Json(Joined { l: Some(c.0.clone()), r: t.map(row) }))
+                    } else {
+                        keyed.join_table(&table, move |c: &Json<Carried>, t: &Bytes| Json(Joined { l: Some(c.0.clone()), r: Some(row(t)) }))
+                    }
+                }
+                JoinKind::Stream(w) => {
+                    let right_src = if j.right_def.topic == plan.source.topic {
+                        src.clone()
+                    } else {
+                        let s = b.stream::<Option<Bytes>, Option<Bytes>>(&j.right_def.topic);
+                        dead_letters(&s, &j.right.decoder, dead_letter);
+                        s
+                    };
+                    let (i3, side) = (input.clone(), j.right.clone());
+                    let other: KStream<String, Json<Carried>> = right_src.process(move || KeyStage { shared: i3.clone(), side: side.clone() }, &[]);
+                    let pair = |l: Option<&Json<Carried>>, r: Option<&Json<Carried>>| Json(Joined { l: l.map(|c| c.0.clone()), r: r.map(|c| c.0.clone()) });
+                    match (j.left.outer, j.right.outer) {
+                        (false, false) => keyed.join(&other, move |l, r| pair(Some(l), Some(r)), *w),
+                        (true, false) => keyed.left_join(&other, move |l, r| pair(Some(l), r), *w),
+                        // RIGHT: the right stream's left join, the time bound seen from its side.
+                        (false, true) => {
+                            let swapped = JoinWindows::of_time_difference_and_grace(Duration::ZERO, Duration::from_millis(w.grace_ms() as u64))
+                                .before(Duration::from_millis(w.after_ms() as u64))
+                                .after(Duration::from_millis(w.before_ms() as u64));
+                            other.left_join(&keyed, move |r, l| pair(l, Some(r)), swapped)
+                        }
+                        (true, true) => keyed.outer_join(&other, pair, *w),
+                    }
+                }
             };
             joined.process(move || JoinedStage { shared: input.clone() }, &[])
         }
@@ -1073,10 +1394,14 @@ fn build(plan: &QueryPlan, b: &StreamsBuilder, store: &str) -> KStream<Option<St
 pub async fn start(plan: QueryPlan, target: Target, app_id: &str, bootstrap: &str, state_dir: PathBuf, props: &Properties) -> Result<Running> {
     let b = StreamsBuilder::new();
     let store = format!("{app_id}-store");
-    let out = build(&plan, &b, &store);
+    let dead_letter = match &target {
+        Target::Topic { dead_letter: Some(t), .. } => Some((t.as_str(), app_id)),
+        _ => None,
+    };
+    let out = build(&plan, &b, &store, dead_letter);
     let transient = matches!(target, Target::Channel(_));
     match target {
-        Target::Topic(def) => out.to(&def.topic),
+        Target::Topic { sink, .. } => out.to(&sink.topic),
         Target::Channel(tx) => out.foreach(move |k, v| {
             let _ = tx.send((k.clone(), v.clone()));
         }),
@@ -1118,8 +1443,12 @@ fn make_lookup(streams: &KafkaStreams, store: &str, out: Arc<OutputShared>, plan
             Err(_) => return None,
         };
         Some((|| {
-            let Some(Json(st)) = state else { return Ok(None) };
-            let Some(row) = out.row(&st, None)? else { return Ok(None) };
+            let Some(Json(st)) = state else {
+                return Ok(None);
+            };
+            let Some(row) = out.row(&st, None)? else {
+                return Ok(None);
+            };
             let mut cols: Vec<ArrayRef> = row.columns().iter().zip(sink_schema.fields()).map(|(c, f)| cast(c, f.data_type())).collect::<Result<_, _>>()?;
             cols.push(Arc::new(datafusion::arrow::array::StringArray::from(vec![Some(key.to_string())])));
             cols.push(Arc::new(datafusion::arrow::array::Int32Array::from(vec![None::<i32>])));
@@ -1147,10 +1476,7 @@ pub async fn transient(plan: QueryPlan, bootstrap: &str, props: &Properties) -> 
             recs.push(r);
         }
         let raw: Vec<RawRecord> = recs.into_iter().map(|(k, v)| RawRecord { key: k.map(Bytes::from), value: v, partition: 0, offset: 0, timestamp: 0 }).collect();
-        let item = decoder
-            .decode(&raw)
-            .and_then(|d| Ok(d.batch.project(&(0..schema.fields().len()).collect::<Vec<_>>())?))
-            .and_then(|b| Ok(concat_batches(&schema, &[b])?));
+        let item = decoder.decode(&raw).and_then(|d| Ok(d.batch.project(&(0..schema.fields().len()).collect::<Vec<_>>())?)).and_then(|b| Ok(concat_batches(&schema, &[b])?));
         Some((item, (rx, guard, decoder, schema)))
     });
     Ok(Box::pin(stream))
@@ -1172,7 +1498,9 @@ struct TransientGuard {
 
 impl Drop for TransientGuard {
     fn drop(&mut self) {
-        let Some(running) = self.running.take() else { return };
+        let Some(running) = self.running.take() else {
+            return;
+        };
         let (app, bootstrap, dir) = (self.app_id.clone(), self.bootstrap.clone(), self.dir.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::TableReference;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::common::TableReference;
 use futures::stream::BoxStream;
 use samsa_client::admin::NewTopic;
 use samsa_client::{IsolationLevel, Producer, ProducerConfig};
@@ -113,7 +113,12 @@ impl Engine {
         pc.set("bootstrap.servers", &config.bootstrap)?;
         pc.set("acks", "all")?;
         let producer = Producer::new(pc).await?;
-        let cluster = Arc::new(ClusterAccess { bootstrap: config.bootstrap.clone(), admin: samsa_client::Admin::connect(&config.bootstrap).await?, producer, stats: Arc::new(Stats::default()) });
+        let cluster = Arc::new(ClusterAccess {
+            bootstrap: config.bootstrap.clone(),
+            admin: samsa_client::Admin::connect(&config.bootstrap).await?,
+            producer,
+            stats: Arc::new(Stats::default()),
+        });
         let engine = Engine { inner: Arc::new(Inner { config, catalog, cluster, running: Default::default(), lookups: Default::default(), reconciler: Default::default() }) };
         if engine.inner.config.run_queries {
             engine.reconcile().await;
@@ -185,7 +190,9 @@ impl Engine {
                     }
                     running.insert(q.id.clone(), r);
                 }
-                Err(e) => tracing::warn!(query = %q.id, error = %e, "persistent query cannot start"),
+                Err(e) => {
+                    tracing::warn!(query = %q.id, error = %e, "persistent query cannot start")
+                }
             }
         }
     }
@@ -195,7 +202,8 @@ impl Engine {
         let ctx = self.context(&Properties::new())?;
         let plan = continuous::plan(&ctx, &self.inner.catalog, self.inner.cluster.stats.clone(), &q.select).await?;
         let state_dir = self.inner.config.state_dir.join(&q.id);
-        continuous::start(plan, continuous::Target::Topic(sink), &format!("_samsa_sql_{}", q.id), &self.inner.config.bootstrap, state_dir, &Properties::new()).await
+        let target = continuous::Target::Topic { sink, dead_letter: q.dead_letter.clone() };
+        continuous::start(plan, target, &format!("_samsa_sql_{}", q.id), &self.inner.config.bootstrap, state_dir, &Properties::new()).await
     }
 
     /// A DataFusion context with every stream and table registered.
@@ -277,10 +285,8 @@ impl Engine {
         let is_insert = sql.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("INSERT"));
         let batches = df.collect().await?;
         if is_insert {
-            let n: i64 = batches
-                .iter()
-                .filter_map(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>().map(|a| a.iter().flatten().sum::<u64>() as i64))
-                .sum();
+            let n: i64 =
+                batches.iter().filter_map(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>().map(|a| a.iter().flatten().sum::<u64>() as i64)).sum();
             return Ok(Output::message(format!("{n} row{} inserted", if n == 1 { "" } else { "s" })));
         }
         Ok(Output::Rows { schema, batches, message: None })
@@ -331,7 +337,13 @@ impl Engine {
                     .queries()
                     .into_iter()
                     .map(|q| {
-                        let state = if running.contains(&q.id) { "RUNNING" } else if self.inner.config.run_queries { "STARTING" } else { "NOT RUN HERE" };
+                        let state = if running.contains(&q.id) {
+                            "RUNNING"
+                        } else if self.inner.config.run_queries {
+                            "STARTING"
+                        } else {
+                            "NOT RUN HERE"
+                        };
                         vec![q.id, q.sink, state.to_string(), q.statement]
                     })
                     .collect();
@@ -375,8 +387,9 @@ impl Engine {
         };
         let users: Vec<String> = cat.queries().into_iter().filter(|q| q.sink == def.name || uses(&q.select, &def.name)).map(|q| q.id).collect();
         if !users.is_empty() {
-            return Err(SqlError::new(format!("{} {name} is used by persistent queries {}", kind.name().to_lowercase(), users.join(", ")))
-                .hint(format!("TERMINATE {} first", users[0])));
+            return Err(
+                SqlError::new(format!("{} {name} is used by persistent queries {}", kind.name().to_lowercase(), users.join(", "))).hint(format!("TERMINATE {} first", users[0]))
+            );
         }
         cat.drop_source(name).await?;
         if delete_topic {
@@ -389,7 +402,11 @@ impl Engine {
         let cat = &self.inner.catalog;
         if cat.query(id).is_none() {
             let ids: Vec<String> = cat.queries().into_iter().map(|q| q.id).collect();
-            return Err(SqlError::new(format!("no persistent query {id}")).hint(if ids.is_empty() { "no query is running".to_string() } else { format!("running: {}", ids.join(", ")) }));
+            return Err(SqlError::new(format!("no persistent query {id}")).hint(if ids.is_empty() {
+                "no query is running".to_string()
+            } else {
+                format!("running: {}", ids.join(", "))
+            }));
         }
         cat.drop_query(id).await?;
         self.inner.lookups.lock().unwrap().remove(id);
@@ -451,7 +468,9 @@ impl Engine {
             return Ok(n);
         }
         let Some(p) = partitions else {
-            return Err(SqlError::new(format!("topic '{topic}' does not exist")).hint("add partitions = N to the WITH clause to create it, or name an existing topic with topic = '...'"));
+            return Err(
+                SqlError::new(format!("topic '{topic}' does not exist")).hint("add partitions = N to the WITH clause to create it, or name an existing topic with topic = '...'")
+            );
         };
         let p: i32 = p.parse().ok().filter(|p| *p > 0).ok_or_else(|| SqlError::new(format!("partitions = {p} is not a positive number")))?;
         let r: i16 = match replicas {
@@ -471,7 +490,7 @@ impl Engine {
         if cat.source(&name).is_some() {
             return Err(SqlError::new(format!("a stream or table named {name} already exists")).hint("DROP it first, or use INSERT INTO to add a query writing to a stream"));
         }
-        let opts = Options::check(options, &["topic", "format", "value_format", "partitions", "replicas"])?;
+        let opts = Options::check(options, &["topic", "format", "value_format", "partitions", "replicas", "dead_letter_topic"])?;
         let ctx = self.context(&Properties::new())?;
         let plan = continuous::plan(&ctx, cat, self.inner.cluster.stats.clone(), select).await?;
         if kind == SourceKind::Stream && plan.is_aggregate() {
@@ -484,10 +503,15 @@ impl Engine {
         let topic = opts.get("topic").unwrap_or_else(|| name.clone());
         let partitions = opts.get("partitions").unwrap_or_else(|| plan.input_partitions().to_string());
         self.ensure_topic(&topic, kind, Some(partitions), opts.get("replicas")).await?;
+        let dead_letter = opts.get("dead_letter_topic");
+        if let Some(dlq) = &dead_letter {
+            self.ensure_topic(dlq, SourceKind::Stream, Some("1".into()), opts.get("replicas")).await?;
+        }
         let id = format!("{}_{}", if kind == SourceKind::Table { "CTAS" } else { "CSAS" }, name.to_ascii_uppercase());
-        let def = SourceDef { name: name.clone(), kind, columns: plan.output_columns(), topic: topic.clone(), format, key: plan.key_column(), timestamp: None, query: Some(id.clone()) };
+        let def =
+            SourceDef { name: name.clone(), kind, columns: plan.output_columns(), topic: topic.clone(), format, key: plan.key_column(), timestamp: None, query: Some(id.clone()) };
         cat.put_source(&def).await?;
-        cat.put_query(&QueryDef { id: id.clone(), select: select.to_string(), sink: name.clone(), statement: statement.to_string() }).await?;
+        cat.put_query(&QueryDef { id: id.clone(), select: select.to_string(), sink: name.clone(), statement: statement.to_string(), dead_letter }).await?;
         self.reconcile_now().await;
         Ok(Output::message(format!("{} {name} created; query {id} writes it to topic {topic}", title(kind))))
     }
@@ -512,7 +536,7 @@ impl Engine {
         }
         let n = cat.queries().iter().filter(|q| q.id.starts_with(&format!("INSERTQUERY_{}_", sink.to_ascii_uppercase()))).count() + 1;
         let id = format!("INSERTQUERY_{}_{n}", sink.to_ascii_uppercase());
-        cat.put_query(&QueryDef { id: id.clone(), select: select.to_string(), sink: sink.clone(), statement: statement.to_string() }).await?;
+        cat.put_query(&QueryDef { id: id.clone(), select: select.to_string(), sink: sink.clone(), statement: statement.to_string(), dead_letter: None }).await?;
         self.reconcile_now().await;
         Ok(Output::message(format!("Query {id} writes into {sink}")))
     }

@@ -100,6 +100,45 @@ async fn malformed_records_are_skipped_and_counted_by_scans_and_persistent_queri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_topic_receives_the_records_a_persistent_query_cannot_read() {
+    use samsa_client::consumer::{Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
+    let env = env().await;
+    let e = engine(&env).await;
+    e.execute("CREATE STREAM raw_in (line VARCHAR) WITH (topic = 'mixed', format = 'raw', partitions = 1)").await.unwrap();
+    e.execute("CREATE STREAM typed (a VARCHAR, n BIGINT) WITH (topic = 'mixed')").await.unwrap();
+    e.execute(r#"INSERT INTO raw_in VALUES ('{"a": "x", "n": 1}'), ('not json'), ('{"a": "y", "n": "nope"}'), ('{"a": "z", "n": 3}')"#).await.unwrap();
+    e.execute("CREATE STREAM doubled WITH (dead_letter_topic = 'mixed_dlq') AS SELECT a, n * 2 AS n2 FROM typed").await.unwrap();
+    wait_rows(&e, "SELECT a, n2 FROM doubled ORDER BY a", vec![vec!["x", "2"], vec!["z", "6"]]).await;
+    // The dead-letter topic holds the two bad records as they were, saying where from and why.
+    let mut cc = ConsumerConfig::default();
+    cc.set("bootstrap.servers", &env.broker.local_addr().to_string()).unwrap();
+    cc.set("isolation.level", "read_committed").unwrap();
+    let c = Consumer::new(cc).await.unwrap();
+    let tp = TopicPartition::new("mixed_dlq", 0);
+    c.assign(std::slice::from_ref(&tp)).unwrap();
+    c.seek_to_beginning(std::slice::from_ref(&tp)).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 2 && Instant::now() < deadline {
+        got.extend(c.poll(Duration::from_millis(500)).await.unwrap());
+    }
+    let header = |r: &ConsumerRecord, name: &str| {
+        r.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.as_ref()).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
+    };
+    let values: Vec<String> = got.iter().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()).collect();
+    assert_eq!(values, vec!["not json".to_string(), r#"{"a": "y", "n": "nope"}"#.to_string()]);
+    assert_eq!(got.iter().map(|r| header(r, "samsa.sql.error.offset")).collect::<Vec<_>>(), vec!["1", "2"]);
+    assert!(got.iter().all(|r| header(r, "samsa.sql.error.topic") == "mixed" && header(r, "samsa.sql.error.query") == "CSAS_DOUBLED"));
+    assert!(got.iter().all(|r| !header(r, "samsa.sql.error.message").is_empty()), "{:?}", got[0].headers);
+    // Nothing else arrives there, and the query goes on.
+    e.execute(r#"INSERT INTO raw_in VALUES ('{"a": "w", "n": 5}')"#).await.unwrap();
+    wait_rows(&e, "SELECT a, n2 FROM doubled ORDER BY a", vec![vec!["w", "10"], vec!["x", "2"], vec!["z", "6"]]).await;
+    assert!(c.poll(Duration::from_secs(1)).await.unwrap().is_empty());
+    e.close().await;
+    env.broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_lookups_on_a_materialized_table_read_its_state_store_and_queries_survive_restarts() {
     let env = env().await;
     let e = engine(&env).await;
