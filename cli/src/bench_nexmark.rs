@@ -102,7 +102,7 @@ pub struct NexmarkArgs {
     /// Only run the queries, over the events already in the topics.
     #[arg(long, conflicts_with = "generate_only")]
     pub queries_only: bool,
-    /// Queries to run (default: every runnable one, q0 q1 q2 q3 q5 q7 q8).
+    /// Queries to run (default: every runnable one, q0 q1 q2 q3 q4 q5 q7 q8).
     #[arg(long, value_delimiter = ',', value_name = "q0,q1,...")]
     pub queries: Vec<String>,
 }
@@ -117,7 +117,7 @@ pub const NEXMARK_QUERIES: [(&str, &str, Option<&[&str]>); 9] = [
     ("q1", include_str!("../../sql/nexmark/q1.sql"), Some(&["bid"])),
     ("q2", include_str!("../../sql/nexmark/q2.sql"), Some(&["bid"])),
     ("q3", include_str!("../../sql/nexmark/q3.sql"), Some(&["auction"])),
-    ("q4", include_str!("../../sql/nexmark/q4.sql"), None),
+    ("q4", include_str!("../../sql/nexmark/q4.sql"), Some(&["auction", "bid"])),
     ("q5", include_str!("../../sql/nexmark/q5.sql"), Some(&["bid"])),
     ("q6", include_str!("../../sql/nexmark/q6.sql"), None),
     ("q7", include_str!("../../sql/nexmark/q7.sql"), Some(&["bid"])),

@@ -1,6 +1,7 @@
 -- Nexmark q6, average selling price per seller over their last 10 closed auctions. NOT
--- RUNNABLE YET: it needs the q4 join and a window function (OVER ... ROWS 10 PRECEDING) in
--- a continuous query. The query, as in Flink:
+-- RUNNABLE YET: the winning bids are q4's inner query (which runs), but the average over
+-- each seller's last 10 is a window function (OVER ... ROWS 10 PRECEDING), which
+-- continuous queries do not run yet. The query, as in Flink:
 --
 -- SELECT seller, AVG(final) OVER (PARTITION BY seller ORDER BY "dateTime" ROWS BETWEEN 10 PRECEDING AND CURRENT ROW)
 -- FROM (SELECT MAX(b.price) AS final, a.seller, b."dateTime" FROM auction a JOIN bid b ON a.id = b.auction

@@ -37,7 +37,8 @@ use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
 use datafusion::prelude::SessionContext;
 use futures::stream::BoxStream;
 use samsa_streams::{
-    JoinWindows, Json, KStream, KafkaStreams, Materialized, Processor, ProcessorContext, Record, SessionWindows, StreamsBuilder, StreamsConfig, TimeWindows, Windowed,
+    JoinWindows, Json, KStream, KafkaStreams, KvHandle, Materialized, Processor, ProcessorContext, Record, SessionWindows, StoreDef, StreamsBuilder, StreamsConfig, TimeWindows,
+    Windowed,
 };
 use serde::{Deserialize, Serialize};
 
@@ -214,6 +215,8 @@ pub struct QueryPlan {
     agg: Option<AggPlan>,
     output_schema: SchemaRef,
     key_column: Option<String>,
+    /// An aggregation in FROM whose result rows this query aggregates again.
+    inner: Option<Box<QueryPlan>>,
 }
 
 struct AggPlan {
@@ -257,6 +260,9 @@ struct OutputShared {
     having: Option<Arc<dyn PhysicalExpr>>,
     projection: Vec<Arc<dyn PhysicalExpr>>,
     output_schema: SchemaRef,
+    /// Inputs may be retracted (an aggregation over an aggregation): a group whose rows
+    /// are all retracted leaves the table.
+    retracting: bool,
 }
 
 impl QueryPlan {
@@ -300,8 +306,13 @@ pub async fn plan(ctx: &SessionContext, catalog: &Catalog, stats: Arc<Stats>, se
     let df = ctx.sql(select).await?;
     let state = ctx.state();
     let plan = state.analyzer().execute_and_check(df.logical_plan().clone(), state.config_options(), |_, _| {})?;
+    plan_logical(catalog, stats, &plan).await
+}
+
+/// Plans one SELECT level (an aggregation in FROM is planned first, as the input).
+async fn plan_logical(catalog: &Catalog, stats: Arc<Stats>, plan: &LogicalPlan) -> Result<QueryPlan> {
     let output_schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-    let LogicalPlan::Projection(proj) = &plan else {
+    let LogicalPlan::Projection(proj) = plan else {
         return Err(unsupported(&format!("a query shaped as {}", plan.display())));
     };
     // Below the projection: [Filter(HAVING)] Aggregate, or [Filter(WHERE)] scan.
@@ -336,6 +347,23 @@ pub async fn plan(ctx: &SessionContext, catalog: &Catalog, stats: Arc<Stats>, se
         }
         other => other,
     };
+    // An aggregation over an aggregation: the inner one's result rows are the input, each
+    // update retracting the row it replaces.
+    if let (Some(a), LogicalPlan::SubqueryAlias(sq)) = (agg, scan_plan) {
+        if !matches!(sq.input.as_ref(), LogicalPlan::TableScan(_)) {
+            let inner = Box::pin(plan_logical(catalog, stats.clone(), sq.input.as_ref())).await?;
+            if !inner.is_aggregate() {
+                return Err(unsupported("a subquery without GROUP BY in FROM").hint("write its conditions in the outer query"));
+            }
+            let decoder = Decoder::new(Format::Json, &inner.output_columns())?;
+            let filter = filter.map(|f| phys(&f, &scan_schema)).transpose()?;
+            let processed = inner.input.processed.clone();
+            let (source, partitions) = (inner.source.clone(), inner.partitions);
+            let mut outer = plan_aggregate(a, &scan_schema, source, partitions, decoder, filter, None, None, proj, having, output_schema, stats, processed, true)?;
+            outer.inner = Some(Box::new(inner));
+            return Ok(outer);
+        }
+    }
     let table = match scan_plan {
         LogicalPlan::TableScan(t) => t.table_name.table().to_string(),
         LogicalPlan::SubqueryAlias(a) => match a.input.as_ref() {
@@ -378,9 +406,9 @@ pub async fn plan(ctx: &SessionContext, catalog: &Catalog, stats: Arc<Stats>, se
                 stats,
                 processed,
             });
-            Ok(QueryPlan { source, partitions, input, agg: None, output_schema, key_column: None })
+            Ok(QueryPlan { source, partitions, input, agg: None, output_schema, key_column: None, inner: None })
         }
-        Some(a) => plan_aggregate(a, &scan_schema, source, partitions, decoder, filter, ts_col, join, proj, having, output_schema, stats, processed),
+        Some(a) => plan_aggregate(a, &scan_schema, source, partitions, decoder, filter, ts_col, join, proj, having, output_schema, stats, processed, false),
     }
 }
 
@@ -509,7 +537,10 @@ fn plan_join(catalog: &Catalog, j: &datafusion::logical_expr::Join) -> Result<(J
     if let Some(f) = &j.filter {
         conjuncts.extend(split_conjunction(f).into_iter().cloned());
     }
-    let (mut keys, mut residual, mut grace, mut bound) = (Vec::new(), Vec::new(), None, TimeBound::default());
+    // Key equalities, the grace period, and the other conjuncts, each with its time
+    // comparisons normalised as `right_time op left_time + d` when it is made of them.
+    type Piece = (Expr, Expr, Operator, i64);
+    let (mut keys, mut grace, mut others) = (Vec::new(), None, Vec::<(Expr, Option<Vec<Piece>>)>::new());
     for c in conjuncts {
         if let Some(g) = grace_of(&c)? {
             grace = Some(g);
@@ -538,7 +569,6 @@ fn plan_join(catalog: &Catalog, j: &datafusion::logical_expr::Join) -> Result<(J
         let mut norm = Vec::new();
         for (op, x, y) in &pieces {
             let ((xb, xc), (yb, yc)) = (time_offset(x), time_offset(y));
-            // As `right_time op left_time + d`.
             let (rt, lt, op, d) = match (side(xb), side(yb)) {
                 (Some(false), Some(true)) => (xb, yb, *op, yc - xc),
                 (Some(true), Some(false)) => (yb, xb, op.swap().unwrap_or(*op), xc - yc),
@@ -549,25 +579,36 @@ fn plan_join(catalog: &Catalog, j: &datafusion::logical_expr::Join) -> Result<(J
             }
             norm.push((rt.clone(), lt.clone(), op, d));
         }
-        let fits = !table && !norm.is_empty() && norm.len() == pieces.len() && norm.iter().all(|(rt, lt, ..)| bound.times.as_ref().is_none_or(|(r0, l0)| r0 == rt && l0 == lt));
-        if fits {
-            for (rt, lt, op, d) in norm {
-                bound.times.get_or_insert((rt, lt));
-                match op {
-                    Operator::GtEq => bound.lo = Some(bound.lo.map_or(d, |v| v.max(d))),
-                    Operator::Gt => bound.lo = Some(bound.lo.map_or(d + 1, |v| v.max(d + 1))),
-                    Operator::LtEq => bound.hi = Some(bound.hi.map_or(d, |v| v.min(d))),
-                    _ => bound.hi = Some(bound.hi.map_or(d - 1, |v| v.min(d - 1))),
-                }
+        let norm = (!table && !pieces.is_empty() && norm.len() == pieces.len()).then_some(norm);
+        others.push((c, norm));
+    }
+    // The bound: the first pair of times compared both ways (e.g. `b.t >= a.t` and
+    // `b.t <= a.t + INTERVAL ...`); comparisons of other times are plain conditions.
+    let mut bound = TimeBound::default();
+    let pieces = || others.iter().filter_map(|(_, n)| n.as_ref()).flatten();
+    for (rt, lt, ..) in pieces() {
+        let (mut lo, mut hi) = (None::<i64>, None::<i64>);
+        for (_, _, op, d) in pieces().filter(|p| &p.0 == rt && &p.1 == lt) {
+            match op {
+                Operator::GtEq => lo = Some(lo.map_or(*d, |v| v.max(*d))),
+                Operator::Gt => lo = Some(lo.map_or(d + 1, |v| v.max(d + 1))),
+                Operator::LtEq => hi = Some(hi.map_or(*d, |v| v.min(*d))),
+                _ => hi = Some(hi.map_or(d - 1, |v| v.min(d - 1))),
             }
-            // An inner join keeps checking the bound exactly after the join (the join's
-            // window may be wider); an outer join's window is the bound itself.
-            if !left_outer && !right_outer {
-                residual.push(c);
-            }
-            continue;
         }
-        residual.push(c);
+        if lo.is_some() && hi.is_some() {
+            bound = TimeBound { times: Some((rt.clone(), lt.clone())), lo, hi };
+            break;
+        }
+    }
+    let mut residual = Vec::new();
+    for (c, norm) in others {
+        let exact = norm.is_some_and(|n| n.iter().all(|p| bound.times.as_ref().is_some_and(|(r0, l0)| *r0 == p.0 && *l0 == p.1)));
+        // An inner join keeps checking the bound exactly after the join (the join's window
+        // may be wider); an outer join's window is the bound itself.
+        if !exact || !(left_outer || right_outer) {
+            residual.push(c);
+        }
     }
     let outer = left_outer || right_outer;
     if outer && !residual.is_empty() {
@@ -640,6 +681,7 @@ fn plan_aggregate(
     output_schema: SchemaRef,
     stats: Arc<Stats>,
     processed: Arc<AtomicU64>,
+    retracting: bool,
 ) -> Result<QueryPlan> {
     let mut window = None;
     let mut window_index = None;
@@ -679,6 +721,9 @@ fn plan_aggregate(
                 return Err(SqlError::new(format!("aggregate {other}() is not supported in continuous queries")).hint("use COUNT, SUM, MIN, MAX or AVG"));
             }
         };
+        if retracting && matches!(kind, AggKind::Min | AggKind::Max) {
+            return Err(unsupported("MIN or MAX over an aggregation (its rows change)").hint("COUNT, SUM and AVG can aggregate an aggregation"));
+        }
         kinds.push(kind);
         args.push(match params.args.first() {
             None => None,
@@ -709,8 +754,8 @@ fn plan_aggregate(
         stats,
         processed,
     });
-    let output = Arc::new(OutputShared { agg_schema, window_index, groups: a.group_expr.len(), having, projection, output_schema: output_schema.clone() });
-    Ok(QueryPlan { source, partitions, input, agg: Some(AggPlan { window, kinds, output }), output_schema, key_column })
+    let output = Arc::new(OutputShared { agg_schema, window_index, groups: a.group_expr.len(), having, projection, output_schema: output_schema.clone(), retracting });
+    Ok(QueryPlan { source, partitions, input, agg: Some(AggPlan { window, kinds, output }), output_schema, key_column, inner: None })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -749,6 +794,17 @@ fn eval_ms(e: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> DfResult<Option<i6
 struct AggInput {
     g: Vec<Option<String>>,
     a: Vec<Option<String>>,
+    /// +1 adds the input, -1 retracts it.
+    #[serde(default = "plus_one", skip_serializing_if = "is_plus_one")]
+    s: i64,
+}
+
+fn plus_one() -> i64 {
+    1
+}
+
+fn is_plus_one(s: &i64) -> bool {
+    *s == 1
 }
 
 /// One accumulator's state.
@@ -767,6 +823,9 @@ enum Acc {
 struct AccState {
     g: Vec<Option<String>>,
     acc: Vec<Acc>,
+    /// Inputs added minus inputs retracted.
+    #[serde(default)]
+    rows: i64,
 }
 
 struct InputStage {
@@ -799,13 +858,13 @@ impl InputStage {
             return Ok(());
         };
         let key = r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned());
-        self.shared.evaluate(ctx, batch, key, r.timestamp)
+        self.shared.evaluate(ctx, batch, key, r.timestamp, 1)
     }
 }
 
 impl InputShared {
     /// Filters, evaluates and forwards one input row (`batch`, in the scan schema).
-    fn evaluate(&self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, batch: RecordBatch, in_key: Option<String>, in_ts: i64) -> DfResult<()> {
+    fn evaluate(&self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, batch: RecordBatch, in_key: Option<String>, in_ts: i64, sign: i64) -> DfResult<()> {
         if let Some(f) = &self.filter {
             if !eval_bool(f, &batch)? {
                 return Ok(());
@@ -835,7 +894,7 @@ impl InputShared {
         let g = self.exprs.iter().map(|e| eval_text(e, &batch)).collect::<DfResult<Vec<_>>>()?;
         let a = self.args.iter().map(|e| e.as_ref().map_or(Ok(Some("1".to_string())), |e| eval_text(e, &batch))).collect::<DfResult<Vec<_>>>()?;
         let key = serde_json::to_string(&g).unwrap_or_default();
-        let v = serde_json::to_vec(&AggInput { g, a }).unwrap_or_default();
+        let v = serde_json::to_vec(&AggInput { g, a, s: sign }).unwrap_or_default();
         ctx.forward(Record::new(Some(key), Some(Bytes::from(v)), ts));
         Ok(())
     }
@@ -956,7 +1015,7 @@ impl Processor<String, Json<Joined>, Option<String>, Option<Bytes>> for JoinedSt
                 return Ok(());
             }
         };
-        if let Err(e) = shared.evaluate(ctx, batch, key, r.timestamp) {
+        if let Err(e) = shared.evaluate(ctx, batch, key, r.timestamp, 1) {
             shared.stats.malformed_records.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "record skipped: the query cannot evaluate it");
         }
@@ -1006,18 +1065,20 @@ fn accumulate(kinds: &[AggKind], out_types: &[DataType], input: AggInput, mut st
             .collect();
     }
     st.g = input.g;
+    let sign = input.s;
+    st.rows += sign;
     for ((acc, v), t) in st.acc.iter_mut().zip(&input.a).zip(out_types) {
         let Some(text) = v else { continue };
         match acc {
-            Acc::Count(n) => *n += 1,
+            Acc::Count(n) => *n += sign,
             Acc::SumInt(s) => {
                 if let Ok(x) = text.parse::<i64>() {
-                    *s = Some(s.unwrap_or(0).wrapping_add(x));
+                    *s = Some(s.unwrap_or(0).wrapping_add(sign.wrapping_mul(x)));
                 }
             }
             Acc::SumFloat(s) => {
                 if let Some(x) = parse_f64(v) {
-                    *s = Some(s.unwrap_or(0.0) + x);
+                    *s = Some(s.unwrap_or(0.0) + sign as f64 * x);
                 }
             }
             Acc::Min(m) => {
@@ -1032,8 +1093,8 @@ fn accumulate(kinds: &[AggKind], out_types: &[DataType], input: AggInput, mut st
             }
             Acc::Avg(s, n) => {
                 if let Some(x) = parse_f64(v) {
-                    *s += x;
-                    *n += 1;
+                    *s += sign as f64 * x;
+                    *n += sign;
                 }
             }
         }
@@ -1076,7 +1137,7 @@ fn merge_states(out_types: &[DataType], a: AccState, b: AccState) -> AccState {
             (x, _) => x,
         })
         .collect();
-    AccState { g: if a.g.is_empty() { b.g } else { a.g }, acc }
+    AccState { g: if a.g.is_empty() { b.g } else { a.g }, acc, rows: a.rows + b.rows }
 }
 
 impl OutputShared {
@@ -1187,6 +1248,10 @@ impl<K: GroupKey> Processor<K, Option<Json<AccState>>, Option<String>, Option<By
             return Ok(());
         };
         let key = r.key.text(&state.g, self.session);
+        if self.shared.retracting && state.rows <= 0 {
+            ctx.forward(Record::new(Some(key), None, r.timestamp));
+            return Ok(());
+        }
         match self.shared.row(&state, ws) {
             Ok(Some(row)) => {
                 let v = crate::format::encode_rows(&row, Format::Json).ok().and_then(|mut v| v.pop());
@@ -1252,6 +1317,56 @@ impl Running {
     }
 }
 
+/// Turns the changes of an inner aggregation's table into inputs of the outer one: an
+/// update retracts the row it replaces (kept in a store, by the inner key) and adds the
+/// new one; a deletion retracts only.
+struct RetractStage {
+    shared: Arc<InputShared>,
+    store: String,
+    h: Option<KvHandle<String, String>>,
+}
+
+impl RetractStage {
+    /// An inner result row (JSON) as a batch of the outer query's input schema.
+    fn row_batch(&self, row: &str) -> DfResult<RecordBatch> {
+        let raw = RawRecord { key: None, value: Some(Bytes::from(row.to_string())), partition: -1, offset: -1, timestamp: 0 };
+        let decoded = self.shared.decoder.decode(std::slice::from_ref(&raw)).map_err(|e| DataFusionError::Execution(e.message))?;
+        if decoded.batch.num_rows() != 1 {
+            return Err(DataFusionError::Execution(format!("an inner result row does not decode: {row}")));
+        }
+        let schema = &self.shared.scan_schema;
+        let cols = decoded.batch.columns().iter().zip(schema.fields()).map(|(c, f)| cast(c, f.data_type())).collect::<Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new(schema.clone(), cols)?)
+    }
+}
+
+impl Processor<Option<String>, Option<Bytes>, Option<String>, Option<Bytes>> for RetractStage {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>) -> samsa_streams::Result<()> {
+        self.h = Some(ctx.kv_store(&self.store)?);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, r: Record<Option<String>, Option<Bytes>>) -> samsa_streams::Result<()> {
+        let h = self.h.clone().expect("initialized");
+        let key = r.key.unwrap_or_default();
+        let old = ctx.kv(&h).get(&key)?;
+        let new = r.value.map(|v| String::from_utf8_lossy(&v).into_owned());
+        match &new {
+            Some(v) => ctx.kv(&h).put(&key, v)?,
+            None => {
+                ctx.kv(&h).delete(&key)?;
+            }
+        }
+        for (row, sign) in [(old, -1), (new, 1)] {
+            let Some(row) = row else { continue };
+            if let Err(e) = self.row_batch(&row).and_then(|batch| self.shared.evaluate(ctx, batch, None, r.timestamp, sign)) {
+                tracing::warn!(error = %e, "an inner result row skipped: the query cannot evaluate it");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Copies the input records that do not decode to a dead-letter topic, as they were, with
 /// headers saying where they came from and why (the input stage skips and counts them).
 struct DeadLetterStage {
@@ -1297,50 +1412,58 @@ fn dead_letters(src: &KStream<Option<Bytes>, Option<Bytes>>, decoder: &Decoder, 
 
 fn build(plan: &QueryPlan, b: &StreamsBuilder, store: &str, dead_letter: Option<(&str, &str)>) -> KStream<Option<String>, Option<Bytes>> {
     let input = plan.input.clone();
-    let src = b.stream::<Option<Bytes>, Option<Bytes>>(&plan.source.topic);
-    dead_letters(&src, &plan.input.decoder, dead_letter);
-    let staged: KStream<Option<String>, Option<Bytes>> = match &plan.input.join {
-        None => src.process(move || InputStage { shared: input.clone() }, &[]),
-        Some(j) => {
-            let (i2, side) = (input.clone(), j.left.clone());
-            let keyed: KStream<String, Json<Carried>> = src.process(move || KeyStage { shared: i2.clone(), side: side.clone() }, &[]);
-            let joined: KStream<String, Json<Joined>> = match &j.kind {
-                JoinKind::Table => {
-                    let table = b.table::<String, Bytes>(&j.right_def.topic);
-                    // The row's key is the joined record's key (the join stage fills it in).
-                    let row = |t: &Bytes| Carried { k: None, v: String::from_utf8_lossy(t).into_owned(), p: -1, o: -1, t: 0 };
-                    if j.left.outer {
-                        keyed.left_join_table(&table, move |c: &Json<Carried>, t: Option<&Bytes>| Json(Joined { l: Some(c.0.clone()), r: t.map(row) }))
-                    } else {
-                        keyed.join_table(&table, move |c: &Json<Carried>, t: &Bytes| Json(Joined { l: Some(c.0.clone()), r: Some(row(t)) }))
-                    }
-                }
-                JoinKind::Stream(w) => {
-                    let right_src = if j.right_def.topic == plan.source.topic {
-                        src.clone()
-                    } else {
-                        let s = b.stream::<Option<Bytes>, Option<Bytes>>(&j.right_def.topic);
-                        dead_letters(&s, &j.right.decoder, dead_letter);
-                        s
-                    };
-                    let (i3, side) = (input.clone(), j.right.clone());
-                    let other: KStream<String, Json<Carried>> = right_src.process(move || KeyStage { shared: i3.clone(), side: side.clone() }, &[]);
-                    let pair = |l: Option<&Json<Carried>>, r: Option<&Json<Carried>>| Json(Joined { l: l.map(|c| c.0.clone()), r: r.map(|c| c.0.clone()) });
-                    match (j.left.outer, j.right.outer) {
-                        (false, false) => keyed.join(&other, move |l, r| pair(Some(l), Some(r)), *w),
-                        (true, false) => keyed.left_join(&other, move |l, r| pair(Some(l), r), *w),
-                        // RIGHT: the right stream's left join, the time bound seen from its side.
-                        (false, true) => {
-                            let swapped = JoinWindows::of_time_difference_and_grace(Duration::ZERO, Duration::from_millis(w.grace_ms() as u64))
-                                .before(Duration::from_millis(w.after_ms() as u64))
-                                .after(Duration::from_millis(w.before_ms() as u64));
-                            other.left_join(&keyed, move |r, l| pair(l, Some(r)), swapped)
+    let staged: KStream<Option<String>, Option<Bytes>> = if let Some(inner) = &plan.inner {
+        let changes = build(inner, b, &format!("{store}-inner"), dead_letter);
+        let previous = format!("{store}-previous");
+        b.add_state_store(StoreDef::key_value(previous.clone()));
+        let (i2, p2) = (input.clone(), previous.clone());
+        changes.process(move || RetractStage { shared: i2.clone(), store: p2.clone(), h: None }, &[previous.as_str()])
+    } else {
+        let src = b.stream::<Option<Bytes>, Option<Bytes>>(&plan.source.topic);
+        dead_letters(&src, &plan.input.decoder, dead_letter);
+        match &plan.input.join {
+            None => src.process(move || InputStage { shared: input.clone() }, &[]),
+            Some(j) => {
+                let (i2, side) = (input.clone(), j.left.clone());
+                let keyed: KStream<String, Json<Carried>> = src.process(move || KeyStage { shared: i2.clone(), side: side.clone() }, &[]);
+                let joined: KStream<String, Json<Joined>> = match &j.kind {
+                    JoinKind::Table => {
+                        let table = b.table::<String, Bytes>(&j.right_def.topic);
+                        // The row's key is the joined record's key (the join stage fills it in).
+                        let row = |t: &Bytes| Carried { k: None, v: String::from_utf8_lossy(t).into_owned(), p: -1, o: -1, t: 0 };
+                        if j.left.outer {
+                            keyed.left_join_table(&table, move |c: &Json<Carried>, t: Option<&Bytes>| Json(Joined { l: Some(c.0.clone()), r: t.map(row) }))
+                        } else {
+                            keyed.join_table(&table, move |c: &Json<Carried>, t: &Bytes| Json(Joined { l: Some(c.0.clone()), r: Some(row(t)) }))
                         }
-                        (true, true) => keyed.outer_join(&other, pair, *w),
                     }
-                }
-            };
-            joined.process(move || JoinedStage { shared: input.clone() }, &[])
+                    JoinKind::Stream(w) => {
+                        let right_src = if j.right_def.topic == plan.source.topic {
+                            src.clone()
+                        } else {
+                            let s = b.stream::<Option<Bytes>, Option<Bytes>>(&j.right_def.topic);
+                            dead_letters(&s, &j.right.decoder, dead_letter);
+                            s
+                        };
+                        let (i3, side) = (input.clone(), j.right.clone());
+                        let other: KStream<String, Json<Carried>> = right_src.process(move || KeyStage { shared: i3.clone(), side: side.clone() }, &[]);
+                        let pair = |l: Option<&Json<Carried>>, r: Option<&Json<Carried>>| Json(Joined { l: l.map(|c| c.0.clone()), r: r.map(|c| c.0.clone()) });
+                        match (j.left.outer, j.right.outer) {
+                            (false, false) => keyed.join(&other, move |l, r| pair(Some(l), Some(r)), *w),
+                            (true, false) => keyed.left_join(&other, move |l, r| pair(Some(l), r), *w),
+                            // RIGHT: the right stream's left join, the time bound seen from its side.
+                            (false, true) => {
+                                let swapped = JoinWindows::of_time_difference_and_grace(Duration::ZERO, Duration::from_millis(w.grace_ms() as u64))
+                                    .before(Duration::from_millis(w.after_ms() as u64))
+                                    .after(Duration::from_millis(w.before_ms() as u64));
+                                other.left_join(&keyed, move |r, l| pair(l, Some(r)), swapped)
+                            }
+                            (true, true) => keyed.outer_join(&other, pair, *w),
+                        }
+                    }
+                };
+                joined.process(move || JoinedStage { shared: input.clone() }, &[])
+            }
         }
     };
     let Some(agg) = &plan.agg else { return staged };
@@ -1446,6 +1569,9 @@ fn make_lookup(streams: &KafkaStreams, store: &str, out: Arc<OutputShared>, plan
             let Some(Json(st)) = state else {
                 return Ok(None);
             };
+            if out.retracting && st.rows <= 0 {
+                return Ok(None);
+            }
             let Some(row) = out.row(&st, None)? else {
                 return Ok(None);
             };
