@@ -306,7 +306,18 @@ pub async fn plan(ctx: &SessionContext, catalog: &Catalog, stats: Arc<Stats>, se
     let df = ctx.sql(select).await?;
     let state = ctx.state();
     let plan = state.analyzer().execute_and_check(df.logical_plan().clone(), state.config_options(), |_, _| {})?;
-    plan_logical(catalog, stats, &plan).await
+    plan_logical(catalog, stats, &distinct_as_group_by(plan)?).await
+}
+
+/// `SELECT DISTINCT exprs FROM ...` is `SELECT exprs FROM ... GROUP BY exprs`: a table with
+/// one row per distinct value.
+fn distinct_as_group_by(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::logical_expr::{Distinct, LogicalPlanBuilder};
+    let LogicalPlan::Distinct(Distinct::All(input)) = &plan else { return Ok(plan) };
+    let LogicalPlan::Projection(p) = input.as_ref() else { return Err(unsupported("this SELECT DISTINCT")) };
+    let agg = LogicalPlanBuilder::from(p.input.as_ref().clone()).aggregate(p.expr.clone(), Vec::<Expr>::new())?.build()?;
+    let columns: Vec<Expr> = agg.schema().columns().into_iter().map(Expr::Column).collect();
+    Ok(LogicalPlanBuilder::from(agg).project(columns)?.build()?)
 }
 
 /// Plans one SELECT level (an aggregation in FROM is planned first, as the input).
