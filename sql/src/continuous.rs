@@ -719,8 +719,12 @@ fn plan_aggregate(
         let Expr::AggregateFunction(AggregateFunction { func, params }) = strip(e) else {
             return Err(unsupported(&format!("the aggregate {e}")));
         };
-        if params.distinct || params.filter.is_some() || !params.order_by.is_empty() {
-            return Err(unsupported("DISTINCT, FILTER or ORDER BY inside an aggregate"));
+        if params.distinct {
+            return Err(unsupported("DISTINCT inside an aggregate")
+                .hint("count distinct values with an aggregation over an aggregation: SELECT g, COUNT(*) FROM (SELECT g, x FROM s GROUP BY g, x) q GROUP BY g"));
+        }
+        if params.filter.is_some() || !params.order_by.is_empty() {
+            return Err(unsupported("FILTER or ORDER BY inside an aggregate"));
         }
         let kind = match func.name() {
             "count" => AggKind::Count,

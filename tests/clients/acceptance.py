@@ -201,7 +201,8 @@ class Member(threading.Thread):
                     self.commit()
                     self.processed_at_leave = dict(self.processed)
                     # Read back before leaving: once it leaves, the new owners commit on.
-                    mine = [TopicPartition(TOPIC, p) for p in self.processed]
+                    # Every partition it owns, also one it got no wave-2 record from.
+                    mine = [TopicPartition(TOPIC, p) for p in sorted(set(self.assigned) | set(self.processed))]
                     self.committed_at_leave = {tp.partition: tp.offset for tp in self.consumer.committed(mine, timeout=10)}
                     log(f"{time.monotonic() - t0:7.2f}s {self.name} leaves after {self.wave2} "
                         f"wave-2 records, processed up to {self.processed}")
