@@ -5,6 +5,7 @@ mod bench;
 mod bench_nexmark;
 mod bench_streams;
 mod cluster;
+mod connect;
 mod consume;
 mod group;
 mod produce;
@@ -50,6 +51,8 @@ enum Command {
     Transactions(transactions::TransactionsArgs),
     /// A SQL shell over a server's HTTP API: -e SQL, -f FILE, or an interactive prompt.
     Sql(sql::SqlArgs),
+    /// Run Kafka-Connect-style connectors from config files (standalone).
+    Connect(connect::ConnectArgs),
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -67,7 +70,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server logs its progress; the client tools stay quiet unless something is wrong.
     // openraft narrates every vote and append at info; and warns of benign races (stale vote responses); only its errors matter to operators.
-    let default_level = if matches!(cli.command, Command::Server(_)) { "info,openraft=error" } else { "warn" };
+    let default_level = match cli.command {
+        Command::Server(_) => "info,openraft=error",
+        // A connect worker reports its tasks starting, stopping and failing.
+        Command::Connect(_) => "warn,samsa_connect=info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         // Colours only on a terminal: log files and test captures stay plain text.
@@ -91,6 +99,7 @@ fn main() -> ExitCode {
         Command::Cluster(args) => runtime.block_on(cluster::run(args)),
         Command::Transactions(args) => runtime.block_on(transactions::run(args)),
         Command::Sql(args) => runtime.block_on(sql::run(args)),
+        Command::Connect(args) => runtime.block_on(connect::run_connect(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ mod client_producer;
 mod cluster_a;
 mod cluster_b;
 mod cluster_txn;
+mod connect_file;
 mod confluent;
 mod crash;
 mod kafka_python;

@@ -1,0 +1,37 @@
+//! Samsa Connect: source and sink connectors driven by config files, as Kafka Connect.
+//!
+//! - [`config`]: Java `.properties` and JSON connector configs, and setting checks.
+//! - [`data`]: Connect values with optional schemas, and the `json`, `string` and
+//!   `bytearray` converters (Kafka's class names work).
+//! - [`api`]: the connector SDK (source and sink connectors and tasks) and the shipped
+//!   classes by name.
+//! - [`file`]: `FileStreamSource` and `FileStreamSink`.
+//! - [`offsets`]: a standalone worker's source offsets file.
+//! - [`standalone`]: the standalone worker (`samsa connect standalone`).
+
+pub mod api;
+pub mod config;
+pub mod data;
+pub mod file;
+pub mod offsets;
+pub mod standalone;
+
+/// What can go wrong in Connect.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A config file or setting is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// A record cannot be converted.
+    #[error("{0}")]
+    Data(String),
+    /// A task failed.
+    #[error("{0}")]
+    Task(String),
+    /// The Kafka client failed.
+    #[error(transparent)]
+    Client(#[from] samsa_client::Error),
+}
+
+/// Result with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
