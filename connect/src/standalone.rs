@@ -179,14 +179,27 @@ pub async fn run(worker: WorkerConfig, connectors: Vec<ConnectorSpec>, stop: wat
     Ok(())
 }
 
-struct SourceRun {
+/// One task of a connector, with what it runs with.
+struct TaskRun<T: ?Sized> {
     name: String,
     id: usize,
-    task: Box<dyn SourceTask>,
+    task: Box<T>,
     config: Props,
     kc: Arc<dyn Converter>,
     vc: Arc<dyn Converter>,
 }
+
+impl<T: ?Sized> TaskRun<T> {
+    /// Client settings: the worker's `{client}.*`, then the connector's
+    /// `{client}.override.*` (`client`: `producer` or `consumer`).
+    fn client_settings(&self, worker: &WorkerConfig, client: &str) -> Vec<(String, String)> {
+        let over = format!("{client}.override.");
+        worker.prefixed(&format!("{client}.")).into_iter().chain(self.config.iter().filter_map(|(k, v)| k.strip_prefix(&over).map(|k| (k.to_string(), v.clone())))).collect()
+    }
+}
+
+type SourceRun = TaskRun<dyn SourceTask>;
+type SinkRun = TaskRun<dyn SinkTask>;
 
 impl SourceRun {
     async fn run(mut self, worker: Arc<WorkerConfig>, offsets: Arc<FileOffsetStore>, stop: watch::Receiver<bool>) -> (String, Result<()>) {
@@ -200,9 +213,7 @@ impl SourceRun {
         let mut pc = ProducerConfig::default();
         pc.set("bootstrap.servers", &worker.bootstrap)?;
         pc.set("acks", "all")?;
-        for (k, v) in
-            worker.prefixed("producer.").into_iter().chain(self.config.iter().filter_map(|(k, v)| k.strip_prefix("producer.override.").map(|k| (k.to_string(), v.clone()))))
-        {
+        for (k, v) in self.client_settings(worker, "producer") {
             pc.set(&k, &v)?;
         }
         let producer = Producer::new(pc).await?;
@@ -242,15 +253,6 @@ impl SourceRun {
     }
 }
 
-struct SinkRun {
-    name: String,
-    id: usize,
-    task: Box<dyn SinkTask>,
-    config: Props,
-    kc: Arc<dyn Converter>,
-    vc: Arc<dyn Converter>,
-}
-
 impl SinkRun {
     async fn run(mut self, worker: Arc<WorkerConfig>, stop: watch::Receiver<bool>) -> (String, Result<()>) {
         let label = format!("{}-{}", self.name, self.id);
@@ -265,9 +267,7 @@ impl SinkRun {
         cc.set("group.id", &format!("connect-{}", self.name))?;
         cc.set("enable.auto.commit", "false")?;
         cc.set("auto.offset.reset", "earliest")?;
-        for (k, v) in
-            worker.prefixed("consumer.").into_iter().chain(self.config.iter().filter_map(|(k, v)| k.strip_prefix("consumer.override.").map(|k| (k.to_string(), v.clone()))))
-        {
+        for (k, v) in self.client_settings(worker, "consumer") {
             cc.set(&k, &v)?;
         }
         let consumer = Consumer::new(cc).await?;
