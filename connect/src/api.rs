@@ -49,6 +49,15 @@ pub struct SinkRecord {
     pub headers: Vec<(String, Option<Bytes>)>,
 }
 
+/// A record a sink task could not write (the others of its batch were written).
+#[derive(Debug)]
+pub struct PutFailure {
+    /// Its index in the batch.
+    pub index: usize,
+    /// Why.
+    pub error: crate::Error,
+}
+
 /// The source offsets a task resumes from.
 pub trait OffsetReader: Send + Sync {
     /// The offset stored for a source partition, if any.
@@ -77,8 +86,10 @@ pub trait SourceTask: Send {
 pub trait SinkTask: Send {
     /// Starts with its task config.
     async fn start(&mut self, config: &Props) -> Result<()>;
-    /// Takes records (in order per partition).
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()>;
+    /// Takes records (in order per partition). A failure of the whole batch is an `Err`
+    /// (`Error::Retriable` is tried again); records it could not write one by one come
+    /// back as failures, for the error policy (`errors.tolerance`, dead-letter topic).
+    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<Vec<PutFailure>>;
     /// Makes everything put so far durable; their offsets commit after this.
     async fn flush(&mut self) -> Result<()>;
     /// Stops, releasing what it holds.

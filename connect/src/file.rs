@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value as Json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
-use crate::api::{Connector, OffsetReader, SinkConnector, SinkRecord, SinkTask, SourceConnector, SourceRecord, SourceTask};
+use crate::api::{Connector, OffsetReader, PutFailure, SinkConnector, SinkRecord, SinkTask, SourceConnector, SourceRecord, SourceTask};
 use crate::config::{ConfigIssue, Kind, Props, Setting};
 use crate::data::{string_schema, Data, Value};
 use crate::{Error, Result};
@@ -203,14 +203,15 @@ impl SinkTask for FileSinkTask {
         Ok(())
     }
 
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<Vec<PutFailure>> {
         let mut text = String::new();
         for r in &records {
             text.push_str(&r.value.value.to_string());
             text.push('\n');
         }
         let out = self.out.as_mut().ok_or_else(|| Error::Task("the sink is not started".into()))?;
-        out.write_all(text.as_bytes()).await.map_err(|e| Error::Task(format!("cannot write {}: {e}", self.describe())))
+        out.write_all(text.as_bytes()).await.map_err(|e| Error::Task(format!("cannot write {}: {e}", self.describe())))?;
+        Ok(Vec::new())
     }
 
     async fn flush(&mut self) -> Result<()> {

@@ -6,12 +6,14 @@
 //! - [`api`]: the connector SDK (source and sink connectors and tasks) and the shipped
 //!   classes by name.
 //! - [`file`]: `FileStreamSource` and `FileStreamSink`.
+//! - [`errors`]: `errors.tolerance`, retries, error logs and dead-letter topics.
 //! - [`offsets`]: a standalone worker's source offsets file.
 //! - [`standalone`]: the standalone worker (`samsa connect standalone`).
 
 pub mod api;
 pub mod config;
 pub mod data;
+pub mod errors;
 pub mod file;
 pub mod offsets;
 pub mod standalone;
@@ -28,6 +30,9 @@ pub enum Error {
     /// A task failed.
     #[error("{0}")]
     Task(String),
+    /// A failure that may pass if tried again (e.g. a database that is restarting).
+    #[error("{0}")]
+    Retriable(String),
     /// The Kafka client failed.
     #[error(transparent)]
     Client(#[from] samsa_client::Error),

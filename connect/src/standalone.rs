@@ -12,6 +12,8 @@
 //! the positions it consumed.
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use samsa_client::consumer::{Consumer, ConsumerConfig};
@@ -22,6 +24,7 @@ use tokio::sync::watch;
 use crate::api::{plugin, Plugin, SinkRecord, SinkTask, SourceTask};
 use crate::config::{ConfigIssue, Props};
 use crate::data::{converter, Converter};
+use crate::errors::{ErrorPolicy, Failed, Stage};
 use crate::offsets::FileOffsetStore;
 use crate::{Error, Result};
 
@@ -67,7 +70,8 @@ pub fn check_connector(config: Props) -> std::result::Result<ConnectorSpec, Vec<
     }
     if let Some(p) = &found {
         issues.extend(p.validate(&config));
-        let known: Vec<String> = p.settings().iter().map(|s| s.name.to_string()).chain(COMMON.iter().map(|s| s.to_string())).collect();
+        issues.extend(crate::errors::validate(&config));
+        let known: Vec<String> = p.settings().iter().chain(crate::errors::settings().iter()).map(|s| s.name.to_string()).chain(COMMON.iter().map(|s| s.to_string())).collect();
         for k in config.keys() {
             let passthrough =
                 ["key.converter.", "value.converter.", "producer.override.", "consumer.override.", "errors.", "transforms", "predicates"].iter().any(|p| k.starts_with(p));
@@ -217,6 +221,7 @@ impl SourceRun {
             pc.set(&k, &v)?;
         }
         let producer = Producer::new(pc).await?;
+        let policy = ErrorPolicy::new(&self.config, &self.name, self.id, &worker.bootstrap).await?;
         self.task.start(&self.config, &offsets.reader(&self.name)).await?;
         tracing::info!(connector = %self.name, task = self.id, "source task started");
         let mut noted: Vec<(Json, Json)> = Vec::new();
@@ -228,13 +233,49 @@ impl SourceRun {
             };
             let mut acks = Vec::with_capacity(records.len());
             for r in records {
-                let key = self.kc.to_bytes(&r.topic, &r.key)?;
-                let value = self.vc.to_bytes(&r.topic, &r.value)?;
-                let record = ProducerRecord { topic: r.topic.clone(), partition: r.partition, key, value, headers: r.headers, timestamp: r.timestamp };
-                acks.push((producer.send(record).await?, r.source_partition, r.source_offset));
+                // A record that fails is skipped (or the task fails), and its offset still
+                // counts as read once tolerated.
+                let failed = |key: Option<Bytes>, value: Option<Bytes>| Failed {
+                    topic: r.topic.clone(),
+                    partition: r.partition.unwrap_or(-1),
+                    offset: -1,
+                    key,
+                    value,
+                    headers: r.headers.clone(),
+                };
+                let key = match self.kc.to_bytes(&r.topic, &r.key) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        policy.report(&failed(None, Some(Bytes::from(r.value.value.to_string()))), Stage::KeyConverter, &e).await?;
+                        acks.push((None, r.source_partition, r.source_offset));
+                        continue;
+                    }
+                };
+                let value = match self.vc.to_bytes(&r.topic, &r.value) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        policy.report(&failed(key, Some(Bytes::from(r.value.value.to_string()))), Stage::ValueConverter, &e).await?;
+                        acks.push((None, r.source_partition, r.source_offset));
+                        continue;
+                    }
+                };
+                let record =
+                    ProducerRecord { topic: r.topic.clone(), partition: r.partition, key: key.clone(), value: value.clone(), headers: r.headers.clone(), timestamp: r.timestamp };
+                let ack = match producer.send(record).await {
+                    Ok(ack) => Some((ack, failed(key, value))),
+                    Err(e) => {
+                        policy.report(&failed(key, value), Stage::KafkaProduce, &e.into()).await?;
+                        None
+                    }
+                };
+                acks.push((ack, r.source_partition, r.source_offset));
             }
             for (ack, partition, offset) in acks {
-                ack.await?;
+                if let Some((ack, failed)) = ack {
+                    if let Err(e) = ack.await {
+                        policy.report(&failed, Stage::KafkaProduce, &e.into()).await?;
+                    }
+                }
                 noted.push((partition, offset));
             }
             if last_flush.elapsed() >= worker.flush_interval && !noted.is_empty() {
@@ -249,6 +290,7 @@ impl SourceRun {
             self.task.commit().await?;
         }
         producer.close().await;
+        policy.close().await;
         Ok(())
     }
 }
@@ -276,6 +318,7 @@ impl SinkRun {
             Some(pattern) => consumer.subscribe_pattern(&pattern)?,
             None => consumer.subscribe(&topics)?,
         }
+        let policy = ErrorPolicy::new(&self.config, &self.name, self.id, &worker.bootstrap).await?;
         self.task.start(&self.config).await?;
         tracing::info!(connector = %self.name, task = self.id, "sink task started");
         let mut last_commit = Instant::now();
@@ -287,15 +330,52 @@ impl SinkRun {
             };
             if !polled.is_empty() {
                 let mut records = Vec::with_capacity(polled.len());
+                let mut raw = Vec::with_capacity(polled.len());
                 for r in polled {
-                    let key =
-                        self.kc.to_data(&r.topic, r.key.as_deref()).map_err(|e| Error::Task(format!("{}-{} at {}", r.topic, r.partition, r.offset) + ": " + &e.to_string()))?;
-                    let value =
-                        self.vc.to_data(&r.topic, r.value.as_deref()).map_err(|e| Error::Task(format!("{}-{} at {}", r.topic, r.partition, r.offset) + ": " + &e.to_string()))?;
+                    let failed =
+                        Failed { topic: r.topic.clone(), partition: r.partition, offset: r.offset, key: r.key.clone(), value: r.value.clone(), headers: r.headers.clone() };
+                    let key = match self.kc.to_data(&r.topic, r.key.as_deref()) {
+                        Ok(k) => k,
+                        Err(e) => {
+                            policy.report(&failed, Stage::KeyConverter, &e).await?;
+                            continue;
+                        }
+                    };
+                    let value = match self.vc.to_data(&r.topic, r.value.as_deref()) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            policy.report(&failed, Stage::ValueConverter, &e).await?;
+                            continue;
+                        }
+                    };
                     records.push(SinkRecord { topic: r.topic, partition: r.partition, offset: r.offset, timestamp: r.timestamp, key, value, headers: r.headers });
+                    raw.push(failed);
                 }
-                self.task.put(records).await?;
-                pending = true;
+                if !records.is_empty() {
+                    let (started, mut delay) = (Instant::now(), policy.first_delay());
+                    let put = loop {
+                        match self.task.put(records.clone()).await {
+                            Err(Error::Retriable(why)) if policy.backoff(started, &mut delay, &why).await => continue,
+                            other => break other,
+                        }
+                    };
+                    match put {
+                        Ok(failures) => {
+                            for f in failures {
+                                let record = raw.get(f.index).cloned().unwrap_or_default();
+                                policy.report(&record, Stage::TaskPut, &f.error).await?;
+                            }
+                        }
+                        // Retries ran out: every record of the batch failed.
+                        Err(e @ Error::Retriable(_)) => {
+                            for record in &raw {
+                                policy.report(record, Stage::TaskPut, &e).await?;
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    pending = true;
+                }
             }
             if pending && last_commit.elapsed() >= worker.flush_interval {
                 self.task.flush().await?;
@@ -308,6 +388,7 @@ impl SinkRun {
             consumer.commit().await?;
         }
         consumer.close().await?;
+        policy.close().await;
         Ok(())
     }
 }

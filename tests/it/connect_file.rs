@@ -151,3 +151,98 @@ fn a_bad_connector_config_starts_nothing_and_names_each_bad_setting() -> Result<
     ensure!(err.contains("bootstrap.servers"), "{err}");
     Ok(())
 }
+
+/// Sends `lines` to `topic` with `samsa produce`, one record each.
+fn produce(bootstrap: &str, topic: &str, lines: &[&str]) -> Result<()> {
+    let mut child = Command::new(samsa_bin()?).args(["produce", topic, "--bootstrap", bootstrap]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    child.stdin.take().context("stdin")?.write_all(format!("{}\n", lines.join("\n")).as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(out.status.success(), "samsa produce failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+#[test]
+fn a_record_the_sink_cannot_read_goes_to_the_dead_letter_topic_and_the_connector_goes_on() -> Result<()> {
+    let server = SamsaServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    fs::write(
+        dir.join("worker.properties"),
+        format!(
+            "bootstrap.servers={}\nkey.converter=org.apache.kafka.connect.storage.StringConverter\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\nvalue.converter.schemas.enable=false\noffset.storage.file.filename={}\noffset.flush.interval.ms=500\n",
+            server.bootstrap(),
+            dir.join("connect.offsets").display()
+        ),
+    )?;
+    let sink = |name: &str, file: &str, tolerance: &str| {
+        format!("name={name}\nconnector.class=FileStreamSink\ntopics=events\nfile={file}\nerrors.tolerance={tolerance}\nerrors.log.enable=true\nerrors.deadletterqueue.topic.name=events-dlq\nerrors.deadletterqueue.context.headers.enable=true\n")
+    };
+    fs::write(dir.join("lenient.properties"), sink("lenient", "out.txt", "all"))?;
+    produce(server.bootstrap(), "events", &[r#""one""#, "not json", r#"{"a": 1}"#, "{bad"])?;
+
+    let run = |connector: &str| -> Result<Child> {
+        let log = fs::File::create(dir.join(format!("{connector}.log")))?;
+        Ok(Command::new(samsa_bin()?)
+            .current_dir(dir)
+            .args(["connect", "standalone", "worker.properties", connector])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?)
+    };
+    let w = Worker(Some(run("lenient.properties")?));
+    let out_is = |want: &str| -> Result<()> {
+        wait_until(Duration::from_secs(60), &format!("out.txt to be {want:?}"), || Ok(fs::read_to_string(dir.join("out.txt")).unwrap_or_default() == want)).with_context(|| {
+            format!(
+                "out.txt: {:?}; log:\n{}",
+                fs::read_to_string(dir.join("out.txt")).unwrap_or_default(),
+                fs::read_to_string(dir.join("lenient.properties.log")).unwrap_or_default()
+            )
+        })
+    };
+    out_is("one\nStruct{a=1}\n")?;
+    // The two bad records are in the dead-letter topic as they were, with Kafka's headers.
+    let dlq = run_samsa(
+        &["consume", "events-dlq", "--bootstrap", server.bootstrap(), "--from-beginning", "--max-messages", "2", "--format", "{value}|{headers}"],
+        Duration::from_secs(30),
+    )?
+    .ok()?;
+    let rows: Vec<&str> = dlq.lines().collect();
+    ensure!(rows.len() == 2 && rows[0].starts_with("not json|") && rows[1].starts_with("{bad|"), "dead letters:\n{dlq}");
+    for (row, offset) in rows.iter().zip([1, 3]) {
+        for want in [
+            "__connect.errors.topic=events".to_string(),
+            format!("__connect.errors.offset={offset}"),
+            "__connect.errors.connector.name=lenient".into(),
+            "__connect.errors.stage=VALUE_CONVERTER".into(),
+            "__connect.errors.exception.class.name=org.apache.kafka.connect.errors.DataException".into(),
+        ] {
+            ensure!(row.contains(&want), "{row} lacks {want}");
+        }
+    }
+    ensure!(fs::read_to_string(dir.join("lenient.properties.log"))?.contains("skipped events-0 at offset 1"), "errors.log.enable logs the skipped record");
+    // It goes on.
+    produce(server.bootstrap(), "events", &[r#""two""#])?;
+    out_is("one\nStruct{a=1}\ntwo\n")?;
+    w.stop(dir)?;
+
+    // With errors.tolerance=none the first bad record stops the task, before anything of
+    // its batch is written, and the worker exits 1 naming the record.
+    fs::write(dir.join("strict.properties"), sink("strict", "strict.txt", "none"))?;
+    let mut strict = Worker(Some(run("strict.properties")?));
+    let child = strict.0.as_mut().expect("running");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        ensure!(Instant::now() < deadline, "the strict worker did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    strict.0 = None;
+    let log = fs::read_to_string(dir.join("strict.properties.log"))?;
+    ensure!(status.code() == Some(1), "want exit 1, got {status}; log:\n{log}");
+    ensure!(log.contains("events-0 at offset 1 failed in stage VALUE_CONVERTER") && log.contains("errors.tolerance=all skips"), "log:\n{log}");
+    ensure!(fs::read_to_string(dir.join("strict.txt")).unwrap_or_default().is_empty(), "the strict sink wrote records");
+    Ok(())
+}
