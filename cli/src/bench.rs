@@ -136,18 +136,9 @@ impl Samples {
 
 /// Prints `done` records per second on stderr until the returned guard drops.
 fn progress(label: &'static str, done: Arc<AtomicU64>, record_size: usize) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let start = Instant::now();
-        let mut last = 0u64;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let now = done.load(Ordering::Relaxed);
-            let mb = (now - last) as f64 * record_size as f64 / 1e6;
-            eprintln!("  {label} {:>5.1} s  {:>12} records  {:>8.1} MB/s", start.elapsed().as_secs_f64(), now, mb);
-            last = now;
-        }
+    crate::util::progress_every_second(done, move |secs, now, added| {
+        let mb = added as f64 * record_size as f64 / 1e6;
+        format!("  {label} {secs:>5.1} s  {now:>12} records  {mb:>8.1} MB/s")
     })
 }
 

@@ -709,18 +709,7 @@ async fn produce_events(args: &NexmarkArgs, topics: &[String; 3]) -> Result<[Tot
 
 /// Prints the acknowledged events and their rate on stderr every second until aborted.
 fn progress(acked: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let start = Instant::now();
-        let mut last = 0u64;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let now = acked.load(Ordering::Relaxed);
-            eprintln!("  nexmark {:>5.1} s  {:>12} events  {:>10} events/s", start.elapsed().as_secs_f64(), now, now - last);
-            last = now;
-        }
-    })
+    crate::util::progress_every_second(acked, |secs, now, added| format!("  nexmark {secs:>5.1} s  {now:>12} events  {added:>10} events/s"))
 }
 
 #[cfg(test)]

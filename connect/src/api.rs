@@ -89,7 +89,7 @@ pub trait SinkTask: Send {
     /// Takes records (in order per partition). A failure of the whole batch is an `Err`
     /// (`Error::Retriable` is tried again); records it could not write one by one come
     /// back as failures, for the error policy (`errors.tolerance`, dead-letter topic).
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<Vec<PutFailure>>;
+    async fn put(&mut self, records: &[SinkRecord]) -> Result<Vec<PutFailure>>;
     /// Makes everything put so far durable; their offsets commit after this.
     async fn flush(&mut self) -> Result<()>;
     /// Stops, releasing what it holds.

@@ -201,14 +201,10 @@ impl ErrorPolicy {
 /// Creates the dead-letter topic when it is missing (one partition, as Kafka's).
 async fn ensure_topic(bootstrap: &str, topic: &str, replication: i64) -> Result<()> {
     let admin = samsa_client::Admin::connect(bootstrap).await?;
-    if admin.list_topics(true).await?.iter().any(|t| t == topic) {
-        return Ok(());
-    }
     let nt = samsa_client::admin::NewTopic::new(topic, 1, replication as i16);
     match admin.create_topics(&[nt]).await {
         Ok(_) => Ok(()),
-        // Another task created it first.
-        Err(e) if e.to_string().contains("already exists") => Ok(()),
+        Err(e) if e.kafka_error() == Some(samsa_client::error::ResponseError::TopicAlreadyExists) => Ok(()),
         Err(e) => Err(Error::Task(format!("cannot create the dead-letter topic {topic}: {e}"))),
     }
 }

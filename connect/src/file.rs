@@ -203,9 +203,9 @@ impl SinkTask for FileSinkTask {
         Ok(())
     }
 
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<Vec<PutFailure>> {
+    async fn put(&mut self, records: &[SinkRecord]) -> Result<Vec<PutFailure>> {
         let mut text = String::new();
-        for r in &records {
+        for r in records {
             text.push_str(&r.value.value.to_string());
             text.push('\n');
         }

@@ -354,7 +354,7 @@ impl SinkRun {
                 if !records.is_empty() {
                     let (started, mut delay) = (Instant::now(), policy.first_delay());
                     let put = loop {
-                        match self.task.put(records.clone()).await {
+                        match self.task.put(&records).await {
                             Err(Error::Retriable(why)) if policy.backoff(started, &mut delay, &why).await => continue,
                             other => break other,
                         }

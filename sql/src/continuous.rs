@@ -843,6 +843,24 @@ struct AccState {
     rows: i64,
 }
 
+/// Decodes one input record; a malformed one is counted, logged and `None`.
+fn decode_one(decoder: &Decoder, stats: &Stats, raw: &RawRecord) -> Option<RecordBatch> {
+    match decoder.decode(std::slice::from_ref(raw)) {
+        Ok(d) if d.batch.num_rows() == 1 => Some(d.batch),
+        Ok(d) => {
+            if let Some((p, o, why)) = d.malformed.first() {
+                stats.malformed_records.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(partition = p, offset = o, "malformed record skipped: {why}");
+            }
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "record skipped");
+            None
+        }
+    }
+}
+
 struct InputStage {
     shared: Arc<InputShared>,
 }
@@ -851,20 +869,7 @@ impl InputStage {
     fn decode(&self, ctx: &ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, r: &Record<Option<Bytes>, Option<Bytes>>) -> Option<RecordBatch> {
         let (partition, offset) = ctx.record_metadata().map(|m| (m.partition, m.offset)).unwrap_or((-1, -1));
         let raw = RawRecord { key: r.key.clone(), value: r.value.clone(), partition, offset, timestamp: r.timestamp };
-        match self.shared.decoder.decode(std::slice::from_ref(&raw)) {
-            Ok(d) if d.batch.num_rows() == 1 => Some(d.batch),
-            Ok(d) => {
-                if let Some((p, o, why)) = d.malformed.first() {
-                    self.shared.stats.malformed_records.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(partition = p, offset = o, "malformed record skipped: {why}");
-                }
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "record skipped");
-                None
-            }
-        }
+        decode_one(&self.shared.decoder, &self.shared.stats, &raw)
     }
 
     fn step(&mut self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, r: Record<Option<Bytes>, Option<Bytes>>) -> DfResult<()> {
@@ -947,14 +952,7 @@ impl Processor<Option<Bytes>, Option<Bytes>, String, Json<Carried>> for KeyStage
         shared.processed.fetch_add(1, Ordering::Relaxed);
         let (p, o) = ctx.record_metadata().map(|m| (m.partition, m.offset)).unwrap_or((-1, -1));
         let raw = RawRecord { key: r.key.clone(), value: Some(value.clone()), partition: p, offset: o, timestamp: r.timestamp };
-        let batch = match side.decoder.decode(std::slice::from_ref(&raw)) {
-            Ok(d) if d.batch.num_rows() == 1 => d.batch,
-            _ => {
-                shared.stats.malformed_records.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(partition = p, offset = o, "malformed record skipped");
-                return Ok(());
-            }
-        };
+        let Some(batch) = decode_one(&side.decoder, &shared.stats, &raw) else { return Ok(()) };
         let texts: DfResult<Vec<Option<String>>> = side.keys.iter().map(|k| eval_text(k, &batch)).collect();
         let key = match texts {
             Ok(t) if t.iter().all(Option::is_some) => match t.as_slice() {
