@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Samsa's test suite needs on a fresh Debian machine (run as root).
 # Idempotent and quick when everything is already there: each step checks before it installs.
-#   - Debian packages: kcat (librdkafka CLI), libclang-dev (bindgen), python3/pip, node/npm
+#   - Debian packages: kcat (librdkafka CLI), libclang-dev (bindgen), python3/pip, node/npm,
+#     postgresql (the PostgreSQL connector tests start their own server from it)
 #   - Python clients pinned in tests/clients/requirements.txt (confluent-kafka, kafka-python)
 #   - kafkajs pinned in tests/clients/js/package-lock.json (npm ci)
 #   - cargo-nextest (preinstalled on the project's machines; built from crates.io otherwise)
@@ -19,13 +20,14 @@ dpkg -s libclang-dev >/dev/null 2>&1 || apt_missing+=(libclang-dev)
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 command -v node >/dev/null 2>&1 || apt_missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || apt_missing+=(postgresql)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   say "apt-get install ${apt_missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q "${apt_missing[@]}"
 else
-  say "Debian packages present (kcat, libclang-dev, python3, node, npm)"
+  say "Debian packages present (kcat, libclang-dev, python3, node, npm, postgresql)"
 fi
 
 # --- Python clients ---------------------------------------------------------------------

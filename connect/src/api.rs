@@ -158,9 +158,20 @@ pub fn plugin(class: &str) -> Option<Plugin> {
     match simple {
         "FileStreamSource" => Some(Plugin::Source(Box::new(crate::file::FileStreamSource))),
         "FileStreamSink" => Some(Plugin::Sink(Box::new(crate::file::FileStreamSink))),
+        "DatagenSource" | "Datagen" => Some(Plugin::Source(Box::new(crate::datagen::DatagenSource))),
+        "JdbcSource" => Some(Plugin::Source(Box::new(crate::postgres::source::JdbcSource))),
+        "JdbcSink" => Some(Plugin::Sink(Box::new(crate::postgres::sink::JdbcSink))),
+        "Postgres" | "PostgresCdc" => Some(Plugin::Source(Box::new(crate::postgres::cdc::PostgresCdc))),
         _ => None,
     }
 }
 
 /// The full class names of the shipped connectors.
-pub const PLUGINS: [&str; 2] = ["org.apache.kafka.connect.file.FileStreamSourceConnector", "org.apache.kafka.connect.file.FileStreamSinkConnector"];
+pub const PLUGINS: [&str; 6] = [
+    "org.apache.kafka.connect.file.FileStreamSourceConnector",
+    "org.apache.kafka.connect.file.FileStreamSinkConnector",
+    "samsa.connect.datagen.DatagenSourceConnector",
+    "io.confluent.connect.jdbc.JdbcSourceConnector",
+    "io.confluent.connect.jdbc.JdbcSinkConnector",
+    "io.debezium.connector.postgresql.PostgresConnector",
+];

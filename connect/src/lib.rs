@@ -6,6 +6,8 @@
 //! - [`api`]: the connector SDK (source and sink connectors and tasks) and the shipped
 //!   classes by name.
 //! - [`file`]: `FileStreamSource` and `FileStreamSink`.
+//! - [`postgres`]: the JDBC source and sink (Confluent's settings) and change data capture
+//!   (Debezium's settings) for PostgreSQL.
 //! - [`errors`]: `errors.tolerance`, retries, error logs and dead-letter topics.
 //! - [`offsets`]: a standalone worker's source offsets file.
 //! - [`standalone`]: the standalone worker (`samsa connect standalone`).
@@ -13,10 +15,13 @@
 pub mod api;
 pub mod config;
 pub mod data;
+pub mod datagen;
 pub mod errors;
 pub mod file;
 pub mod offsets;
+pub mod postgres;
 pub mod standalone;
+pub mod transforms;
 
 /// What can go wrong in Connect.
 #[derive(Debug, thiserror::Error)]

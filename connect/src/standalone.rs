@@ -31,6 +31,10 @@ use crate::{Error, Result};
 /// Settings every connector config may hold, besides its class's own.
 const COMMON: [&str; 7] = ["name", "connector.class", "tasks.max", "key.converter", "value.converter", "header.converter", "config.action.reload"];
 
+/// The first wait after a source poll failed with a retriable error, and the longest.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// A connector ready to run: its config, checked.
 pub struct ConnectorSpec {
     /// Its name.
@@ -226,10 +230,29 @@ impl SourceRun {
         tracing::info!(connector = %self.name, task = self.id, "source task started");
         let mut noted: Vec<(Json, Json)> = Vec::new();
         let mut last_flush = Instant::now();
+        let mut retry_wait = RETRY_FIRST;
         loop {
-            let records = tokio::select! {
+            let polled = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
-                r = self.task.poll() => r?,
+                r = self.task.poll() => r,
+            };
+            let records = match polled {
+                Ok(records) => {
+                    retry_wait = RETRY_FIRST;
+                    records
+                }
+                // The source is away for now (e.g. a database restarting): try again, as
+                // Kafka Connect does, waiting longer each time.
+                Err(Error::Retriable(why)) => {
+                    tracing::warn!(connector = %self.name, task = self.id, error = %why, "poll failed; trying again in {retry_wait:?}");
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => break,
+                        _ = tokio::time::sleep(retry_wait) => {}
+                    }
+                    retry_wait = (retry_wait * 2).min(RETRY_MAX);
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             let mut acks = Vec::with_capacity(records.len());
             for r in records {

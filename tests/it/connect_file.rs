@@ -7,60 +7,10 @@
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
-use samsa_tests::{run_samsa, samsa_bin, wait_until, workspace_root, SamsaServer};
-
-/// A running `samsa connect standalone`, killed if the test ends early.
-struct Worker(Option<Child>);
-
-impl Worker {
-    fn start(dir: &Path) -> Result<Worker> {
-        let log = fs::File::create(dir.join("worker.log"))?;
-        let child = Command::new(samsa_bin()?)
-            .current_dir(dir)
-            .args(["connect", "standalone", "worker.properties", "connect-file-source.properties", "connect-file-sink.properties"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        Ok(Worker(Some(child)))
-    }
-
-    /// SIGTERM, then a clean exit (code 0) within 30 s.
-    fn stop(mut self, dir: &Path) -> Result<()> {
-        let mut child = self.0.take().expect("running");
-        if !Command::new("kill").args(["-TERM", &child.id().to_string()]).status().is_ok_and(|s| s.success()) {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("kill -TERM failed");
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                let log = fs::read_to_string(dir.join("worker.log")).unwrap_or_default();
-                ensure!(status.code() == Some(0), "the worker exited with {status}; log:\n{log}");
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("the worker did not stop within 30 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use anyhow::{ensure, Context, Result};
+use samsa_tests::{produce_lines as produce, run_samsa, wait_until, workspace_root, ConnectWorker, SamsaServer};
 
 fn wait_for_copy(dir: &Path, want: &[u8]) -> Result<()> {
     wait_until(Duration::from_secs(60), "test.sink.txt to equal test.txt", || Ok(fs::read(dir.join("test.sink.txt")).unwrap_or_default() == want)).with_context(|| {
@@ -99,7 +49,7 @@ fn kafka_quickstart_file_connectors_copy_a_file_byte_for_byte_and_resume_after_a
         input.push('\n');
     }
     fs::write(dir.join("test.txt"), &input)?;
-    let w = Worker::start(dir)?;
+    let w = ConnectWorker::start(dir, "worker.log", &["worker.properties", "connect-file-source.properties", "connect-file-sink.properties"])?;
     wait_for_copy(dir, input.as_bytes())?;
 
     // The source tails its file.
@@ -114,13 +64,13 @@ fn kafka_quickstart_file_connectors_copy_a_file_byte_for_byte_and_resume_after_a
 
     // A clean stop saves the offsets; a restart copies a new line, and nothing twice: a
     // line read again would come before it in the topic, so the files could not be equal.
-    w.stop(dir)?;
+    w.stop()?;
     ensure!(fs::read_to_string(dir.join("connect.offsets"))?.contains("position"), "no source offset saved");
     fs::OpenOptions::new().append(true).open(dir.join("test.txt"))?.write_all(b"after the restart\n")?;
     input.push_str("after the restart\n");
-    let w = Worker::start(dir)?;
+    let w = ConnectWorker::start(dir, "worker.log", &["worker.properties", "connect-file-source.properties", "connect-file-sink.properties"])?;
     wait_for_copy(dir, input.as_bytes())?;
-    w.stop(dir)?;
+    w.stop()?;
     Ok(())
 }
 
@@ -152,15 +102,6 @@ fn a_bad_connector_config_starts_nothing_and_names_each_bad_setting() -> Result<
     Ok(())
 }
 
-/// Sends `lines` to `topic` with `samsa produce`, one record each.
-fn produce(bootstrap: &str, topic: &str, lines: &[&str]) -> Result<()> {
-    let mut child = Command::new(samsa_bin()?).args(["produce", topic, "--bootstrap", bootstrap]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
-    child.stdin.take().context("stdin")?.write_all(format!("{}\n", lines.join("\n")).as_bytes())?;
-    let out = child.wait_with_output()?;
-    ensure!(out.status.success(), "samsa produce failed: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(())
-}
-
 #[test]
 fn a_record_the_sink_cannot_read_goes_to_the_dead_letter_topic_and_the_connector_goes_on() -> Result<()> {
     let server = SamsaServer::start()?;
@@ -180,17 +121,8 @@ fn a_record_the_sink_cannot_read_goes_to_the_dead_letter_topic_and_the_connector
     fs::write(dir.join("lenient.properties"), sink("lenient", "out.txt", "all"))?;
     produce(server.bootstrap(), "events", &[r#""one""#, "not json", r#"{"a": 1}"#, "{bad"])?;
 
-    let run = |connector: &str| -> Result<Child> {
-        let log = fs::File::create(dir.join(format!("{connector}.log")))?;
-        Ok(Command::new(samsa_bin()?)
-            .current_dir(dir)
-            .args(["connect", "standalone", "worker.properties", connector])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?)
-    };
-    let w = Worker(Some(run("lenient.properties")?));
+    let run = |connector: &str| ConnectWorker::start(dir, &format!("{connector}.log"), &["worker.properties", connector]);
+    let w = run("lenient.properties")?;
     let out_is = |want: &str| -> Result<()> {
         wait_until(Duration::from_secs(60), &format!("out.txt to be {want:?}"), || Ok(fs::read_to_string(dir.join("out.txt")).unwrap_or_default() == want)).with_context(|| {
             format!(
@@ -224,22 +156,12 @@ fn a_record_the_sink_cannot_read_goes_to_the_dead_letter_topic_and_the_connector
     // It goes on.
     produce(server.bootstrap(), "events", &[r#""two""#])?;
     out_is("one\nStruct{a=1}\ntwo\n")?;
-    w.stop(dir)?;
+    w.stop()?;
 
     // With errors.tolerance=none the first bad record stops the task, before anything of
     // its batch is written, and the worker exits 1 naming the record.
     fs::write(dir.join("strict.properties"), sink("strict", "strict.txt", "none"))?;
-    let mut strict = Worker(Some(run("strict.properties")?));
-    let child = strict.0.as_mut().expect("running");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        ensure!(Instant::now() < deadline, "the strict worker did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    strict.0 = None;
+    let status = run("strict.properties")?.wait_exit(Duration::from_secs(60))?;
     let log = fs::read_to_string(dir.join("strict.properties.log"))?;
     ensure!(status.code() == Some(1), "want exit 1, got {status}; log:\n{log}");
     ensure!(log.contains("events-0 at offset 1 failed in stage VALUE_CONVERTER") && log.contains("errors.tolerance=all skips"), "log:\n{log}");

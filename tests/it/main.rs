@@ -12,6 +12,7 @@ mod cluster_a;
 mod cluster_b;
 mod cluster_txn;
 mod connect_file;
+mod connect_postgres;
 mod confluent;
 mod crash;
 mod kafka_python;

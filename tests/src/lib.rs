@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
+pub mod postgres;
+
 /// How long the server may take to print its `samsa listening on` line.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the server may take to exit after SIGTERM.
@@ -1056,4 +1058,95 @@ pub fn segment_batches(path: &Path) -> Result<Vec<(i16, i32)>> {
         pos += header.total_len();
     }
     Ok(batches)
+}
+
+/// A running `samsa connect standalone` (its stderr in `{dir}/{log}`), killed if the test
+/// ends early.
+pub struct ConnectWorker {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl ConnectWorker {
+    /// Starts `samsa connect standalone ARGS...` in `dir`, logging to `{dir}/{log}`.
+    pub fn start(dir: &Path, log: &str, args: &[&str]) -> Result<ConnectWorker> {
+        let log = dir.join(log);
+        let child = Command::new(samsa_bin()?)
+            .current_dir(dir)
+            .args(["connect", "standalone"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log)?)
+            .spawn()?;
+        Ok(ConnectWorker { child: Some(child), log })
+    }
+
+    /// What the worker logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then a clean exit (code 0) within 30 s.
+    pub fn stop(mut self) -> Result<()> {
+        let mut child = self.child.take().expect("running");
+        if !Command::new("kill").args(["-TERM", &child.id().to_string()]).status().is_ok_and(|s| s.success()) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("kill -TERM failed");
+        }
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                ensure!(status.code() == Some(0), "the worker exited with {status}; log:\n{}", self.log());
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the worker did not stop within {SHUTDOWN_TIMEOUT:?} of SIGTERM; log:\n{}", self.log());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9: no chance to store offsets or commit.
+    pub fn kill9(mut self) -> Result<()> {
+        let child = self.child.as_mut().expect("running");
+        child.kill()?;
+        child.wait()?;
+        self.child = None;
+        Ok(())
+    }
+
+    /// Waits for the worker to exit by itself; its exit status.
+    pub fn wait_exit(mut self, timeout: Duration) -> Result<ExitStatus> {
+        let child = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = child.try_wait()? {
+                self.child = None;
+                return Ok(s);
+            }
+            ensure!(Instant::now() < deadline, "the worker did not stop within {timeout:?}; log:\n{}", self.log());
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ConnectWorker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sends `lines` to `topic` with `samsa produce`, one record each.
+pub fn produce_lines(bootstrap: &str, topic: &str, lines: &[&str]) -> Result<()> {
+    let mut child = Command::new(samsa_bin()?).args(["produce", topic, "--bootstrap", bootstrap]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    child.stdin.take().context("stdin")?.write_all(format!("{}\n", lines.join("\n")).as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(out.status.success(), "samsa produce failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
 }
