@@ -123,8 +123,8 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
         voters,
         config,
     })
-        .await
-        .map_err(|e| e.to_string())?;
+    .await
+    .map_err(|e| e.to_string())?;
     // The one line scripts wait for; everything else goes to stderr.
     println!("samsa listening on {}", broker.local_addr());
     tracing::info!(data_dir = %args.data_dir.display(), "broker ready");
@@ -136,28 +136,32 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
     }
     if let Ok(listener) = http {
         let addr = listener.local_addr().map_err(|e| format!("HTTP listener: {e}"))?;
-        let engine = LazyEngine::new(EngineConfig {
-            bootstrap: own_bootstrap(broker.local_addr()),
-            state_dir: args.data_dir.join("sql"),
-            run_queries: true,
-        });
-        let app = samsa_sql::http::lazy_router(engine.clone());
+        let engine = LazyEngine::new(EngineConfig { bootstrap: own_bootstrap(broker.local_addr()), state_dir: args.data_dir.join("sql"), run_queries: true });
+        // Connectors hosted by this server (Kafka Connect's REST API on the same port).
+        let connect = samsa_connect::rest::LazyConnect::new(&own_bootstrap(broker.local_addr()), &addr.to_string());
+        let app = samsa_sql::http::lazy_router(engine.clone()).merge(samsa_connect::rest::router(connect.clone()));
         let serve = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "the SQL HTTP API stopped");
             }
         });
         let e2 = engine.clone();
-        let watch = tokio::spawn(async move { e2.start_when_catalog_exists(SQL_CATALOG_CHECK).await });
+        let c2 = connect.clone();
+        let watch = tokio::spawn(async move {
+            tokio::join!(e2.start_when_catalog_exists(SQL_CATALOG_CHECK), c2.start_if_configured(SQL_CATALOG_CHECK));
+        });
         println!("samsa http on {addr}");
-        tracing::info!(%addr, "SQL HTTP API ready");
-        sql = Some((engine, serve, watch));
+        tracing::info!(%addr, "HTTP API ready (SQL, Connect)");
+        sql = Some((engine, connect, serve, watch));
     }
     wait_for_signal().await;
     tracing::info!("shutting down");
-    if let Some((engine, serve, watch)) = sql {
+    if let Some((engine, connect, serve, watch)) = sql {
         serve.abort();
         watch.abort();
+        if let Some(connect) = connect.started() {
+            connect.shutdown(Duration::from_secs(20)).await;
+        }
         if let Some(engine) = engine.get() {
             if tokio::time::timeout(Duration::from_secs(20), engine.close()).await.is_err() {
                 tracing::warn!("the SQL engine's queries did not stop within 20s");
@@ -167,4 +171,3 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
     broker.shutdown().await;
     Ok(())
 }
-

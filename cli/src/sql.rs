@@ -12,10 +12,9 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use crate::util::Reply;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -348,35 +347,9 @@ impl Shell {
     }
 }
 
-/// An answer in progress; the connection task ends with it.
-struct Reply {
-    response: hyper::Response<Incoming>,
-    conn: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Reply {
-    fn drop(&mut self) {
-        // Closes the socket now (a continuous query on the server stops with it).
-        self.conn.abort();
-    }
-}
-
 /// POSTs `body` to `http://server/sql` over a fresh connection.
 async fn post(server: &str, body: String) -> Result<Reply, String> {
-    let hint = "is `samsa server` running with its HTTP API there? --server names it";
-    let stream = tokio::net::TcpStream::connect(server).await.map_err(|e| format!("cannot connect to {server}: {e} ({hint})"))?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await.map_err(|e| format!("HTTP to {server}: {e}"))?;
-    let conn = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = hyper::Request::post("/sql")
-        .header(hyper::header::HOST, server)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| format!("HTTP request: {e}"))?;
-    let response = sender.send_request(req).await.map_err(|e| format!("HTTP to {server}: {e} ({hint})"))?;
-    Ok(Reply { response, conn })
+    crate::util::http_send(server, hyper::Method::POST, "/sql", Some(body)).await
 }
 
 /// Splits a streamed body into lines.

@@ -36,3 +36,49 @@ pub fn progress_every_second(done: std::sync::Arc<std::sync::atomic::AtomicU64>,
         }
     })
 }
+
+/// An HTTP answer in progress; the connection task ends with it.
+pub struct Reply {
+    /// The response (its body is read as it comes).
+    pub response: hyper::Response<hyper::body::Incoming>,
+    conn: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        // Closes the socket now (a continuous query on the server stops with it).
+        self.conn.abort();
+    }
+}
+
+impl Reply {
+    /// The status and the whole body as text.
+    pub async fn text(mut self) -> Result<(u16, String), String> {
+        use http_body_util::BodyExt;
+        let status = self.response.status().as_u16();
+        let body = self.response.body_mut().collect().await.map_err(|e| format!("reading the answer: {e}"))?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+/// Sends one request to `http://server{path}` (a JSON body, if any) over a fresh connection.
+pub async fn http_send(server: &str, method: hyper::Method, path: &str, body: Option<String>) -> Result<Reply, String> {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    let hint = "is `samsa server` running with its HTTP API there? --server names it";
+    let stream = tokio::net::TcpStream::connect(server).await.map_err(|e| format!("cannot connect to {server}: {e} ({hint})"))?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| format!("HTTP to {server}: {e}"))?;
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, server)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| format!("HTTP request: {e}"))?;
+    let response = sender.send_request(req).await.map_err(|e| format!("HTTP to {server}: {e} ({hint})"))?;
+    Ok(Reply { response, conn })
+}

@@ -20,6 +20,8 @@ pub enum Stage {
     KeyConverter,
     /// Converting the value.
     ValueConverter,
+    /// A single message transform.
+    Transformation,
     /// A sink task writing it.
     TaskPut,
     /// Producing it to Kafka.
@@ -32,6 +34,7 @@ impl Stage {
         match self {
             Stage::KeyConverter => "KEY_CONVERTER",
             Stage::ValueConverter => "VALUE_CONVERTER",
+            Stage::Transformation => "TRANSFORMATION",
             Stage::TaskPut => "TASK_PUT",
             Stage::KafkaProduce => "KAFKA_PRODUCE",
         }

@@ -10,9 +10,16 @@
 //!   (Debezium's settings) for PostgreSQL.
 //! - [`errors`]: `errors.tolerance`, retries, error logs and dead-letter topics.
 //! - [`offsets`]: a standalone worker's source offsets file.
+//! - [`runtime`]: how tasks run: offsets, pauses, transforms, errors.
+//! - [`transforms`]: single message transforms and predicates, with Kafka's names.
+//! - [`datagen`]: synthetic records for demos and benchmarks.
+//! - [`cluster`]: connectors hosted by `samsa server`, their state in compacted topics, their
+//!   tasks spread over the servers.
+//! - [`rest`]: the Kafka-Connect-compatible REST API over [`cluster`].
 //! - [`standalone`]: the standalone worker (`samsa connect standalone`).
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod data;
 pub mod datagen;
@@ -20,6 +27,8 @@ pub mod errors;
 pub mod file;
 pub mod offsets;
 pub mod postgres;
+pub mod rest;
+pub mod runtime;
 pub mod standalone;
 pub mod transforms;
 

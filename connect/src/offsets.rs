@@ -60,6 +60,17 @@ impl FileOffsetStore {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::runtime::OffsetStore for FileOffsetStore {
+    async fn reader(&self, connector: &str) -> Result<Box<dyn OffsetReader>> {
+        Ok(Box::new(FileOffsetStore::reader(self, connector)))
+    }
+
+    async fn store(&self, connector: &str, offsets: Vec<(Json, Json)>) -> Result<()> {
+        FileOffsetStore::store(self, connector, offsets)
+    }
+}
+
 /// One connector's stored offsets.
 pub struct ConnectorOffsets(BTreeMap<String, Json>);
 

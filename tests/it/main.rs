@@ -13,6 +13,7 @@ mod cluster_b;
 mod cluster_txn;
 mod connect_file;
 mod connect_postgres;
+mod connect_rest;
 mod confluent;
 mod crash;
 mod kafka_python;

@@ -3,13 +3,13 @@
 //! EMIT CHANGES query streams NDJSON rows as they are inserted, and stops (its consumer
 //! group goes) when the client disconnects.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use samsa_tests::{run_samsa, samsa_bin, wait_until, CliRun, SamsaServer};
+use samsa_tests::{http_start, read_chunk, run_samsa, samsa_bin, wait_until, CliRun, SamsaServer, Started};
 use serde_json::{json, Value};
 
 /// How long one `samsa sql` invocation may take.
@@ -46,31 +46,8 @@ impl Answer {
     }
 }
 
-/// Sends `POST /sql` with `body` and returns the open connection, positioned after the
-/// answer's headers.
-/// A started answer: the body reader, the status and the lower-cased headers.
-type Started = (BufReader<TcpStream>, u16, Vec<(String, String)>);
-
 fn post_start(addr: &str, body: &str) -> Result<Started> {
-    let mut conn = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(conn, "POST /sql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
-    let mut reader = BufReader::new(conn);
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line)?;
-    let status: u16 = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).with_context(|| format!("bad status line {status_line:?}"))?;
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (k, v) = line.split_once(':').with_context(|| format!("bad header {line:?}"))?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    Ok((reader, status, headers))
+    http_start(addr, "POST", "/sql", body)
 }
 
 /// `POST /sql` with `body`; the whole answer.
@@ -94,17 +71,6 @@ fn post(addr: &str, body: &str) -> Result<Answer> {
 /// POSTs one statement (`{"sql": ...}`).
 pub(crate) fn post_sql(addr: &str, statement: &str) -> Result<Answer> {
     post(addr, &json!({ "sql": statement }).to_string())
-}
-
-/// One chunk of a chunked body (`None` at the last, empty one).
-fn read_chunk(reader: &mut BufReader<TcpStream>) -> Result<Option<Vec<u8>>> {
-    let mut size = String::new();
-    reader.read_line(&mut size)?;
-    let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or_default(), 16).with_context(|| format!("bad chunk size {size:?}"))?;
-    let mut data = vec![0; size + 2];
-    reader.read_exact(&mut data)?;
-    data.truncate(size);
-    Ok((size > 0).then_some(data))
 }
 
 /// The lines of a streamed (chunked NDJSON) answer, read with a deadline.
@@ -150,10 +116,7 @@ fn shell_runs_statements_and_formats_results() -> Result<()> {
     let out = run.ok()?;
     ensure!(out == "a,n\nx,1\ny,2\n", "csv: {out:?}");
     let out = sql(&server, &["--format", "json", "-e", "SELECT n, a, n * 2 AS twice, CAST(NULL AS VARCHAR) AS z FROM t ORDER BY a"])?.ok()?;
-    ensure!(
-        out == "{\"n\":1,\"a\":\"x\",\"twice\":2,\"z\":null}\n{\"n\":2,\"a\":\"y\",\"twice\":4,\"z\":null}\n",
-        "json, keys in column order: {out:?}"
-    );
+    ensure!(out == "{\"n\":1,\"a\":\"x\",\"twice\":2,\"z\":null}\n{\"n\":2,\"a\":\"y\",\"twice\":4,\"z\":null}\n", "json, keys in column order: {out:?}");
     // csv and json keep messages off stdout.
     let run = sql(&server, &["--format", "csv", "-e", "INSERT INTO t VALUES ('z', 3); SELECT COUNT(*) AS c FROM t"])?;
     ensure!(run.stderr.contains("1 row inserted"), "{}", run.stderr);
@@ -204,11 +167,7 @@ fn post_answers_documented_json() -> Result<()> {
     let a = post(&addr, &json!({"sql": "SELECT a, n, x FROM p ORDER BY a", "properties": {"isolation.level": "read_committed"}}).to_string())?;
     ensure!(a.status == 200, "{}", a.body);
     ensure!(a.header("content-type") == Some("application/json"), "{:?}", a.headers);
-    ensure!(
-        a.body == r#"{"columns":[{"name":"a","type":"VARCHAR"},{"name":"n","type":"BIGINT"},{"name":"x","type":"DOUBLE"}],"rows":[["x",1,1.5],["y",null,2.0]]}"#,
-        "{}",
-        a.body
-    );
+    ensure!(a.body == r#"{"columns":[{"name":"a","type":"VARCHAR"},{"name":"n","type":"BIGINT"},{"name":"x","type":"DOUBLE"}],"rows":[["x",1,1.5],["y",null,2.0]]}"#, "{}", a.body);
 
     // Errors: 400 with the engine's error.
     let a = post_sql(&addr, "SELEC 1")?;

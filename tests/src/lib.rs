@@ -1150,3 +1150,58 @@ pub fn produce_lines(bootstrap: &str, topic: &str, lines: &[&str]) -> Result<()>
     ensure!(out.status.success(), "samsa produce failed: {}", String::from_utf8_lossy(&out.stderr));
     Ok(())
 }
+
+/// A started HTTP answer: the body reader, the status and the lower-cased headers.
+pub type Started = (BufReader<std::net::TcpStream>, u16, Vec<(String, String)>);
+
+/// Sends one HTTP/1.1 request (`Connection: close`, a JSON body) and returns the open
+/// connection, positioned after the answer's headers.
+pub fn http_start(addr: &str, method: &str, path: &str, body: &str) -> Result<Started> {
+    let mut conn = std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(conn, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    let mut reader = BufReader::new(conn);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line)?;
+    let status: u16 = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).with_context(|| format!("bad status line {status_line:?}"))?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':').with_context(|| format!("bad header {line:?}"))?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    Ok((reader, status, headers))
+}
+
+/// One chunk of a chunked body (`None` at the last, empty one).
+pub fn read_chunk(reader: &mut BufReader<std::net::TcpStream>) -> Result<Option<Vec<u8>>> {
+    let mut size = String::new();
+    reader.read_line(&mut size)?;
+    let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or_default(), 16).with_context(|| format!("bad chunk size {size:?}"))?;
+    let mut data = vec![0; size + 2];
+    reader.read_exact(&mut data)?;
+    data.truncate(size);
+    Ok((size > 0).then_some(data))
+}
+
+/// One HTTP request; the status and the whole body.
+pub fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    let (mut reader, status, headers) = http_start(addr, method, path, body)?;
+    let body = if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+        let mut body = Vec::new();
+        while let Some(chunk) = read_chunk(&mut reader)? {
+            body.extend(chunk);
+        }
+        String::from_utf8(body)?
+    } else {
+        let mut s = String::new();
+        reader.read_to_string(&mut s)?;
+        s
+    };
+    Ok((status, body))
+}
