@@ -11,6 +11,7 @@ mod group;
 mod produce;
 mod server;
 mod sql;
+mod sql_connectors;
 mod topic;
 mod transactions;
 mod util;

@@ -136,9 +136,13 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
     }
     if let Ok(listener) = http {
         let addr = listener.local_addr().map_err(|e| format!("HTTP listener: {e}"))?;
-        let engine = LazyEngine::new(EngineConfig { bootstrap: own_bootstrap(broker.local_addr()), state_dir: args.data_dir.join("sql"), run_queries: true });
-        // Connectors hosted by this server (Kafka Connect's REST API on the same port).
+        // Connectors hosted by this server (Kafka Connect's REST API on the same port, and
+        // SQL's CREATE SOURCE|SINK CONNECTOR).
         let connect = samsa_connect::rest::LazyConnect::new(&own_bootstrap(broker.local_addr()), &addr.to_string());
+        let engine = LazyEngine::with_connectors(
+            EngineConfig { bootstrap: own_bootstrap(broker.local_addr()), state_dir: args.data_dir.join("sql"), run_queries: true },
+            std::sync::Arc::new(crate::sql_connectors::ServerConnectors(connect.clone())),
+        );
         let app = samsa_sql::http::lazy_router(engine.clone()).merge(samsa_connect::rest::router(connect.clone()));
         let serve = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {

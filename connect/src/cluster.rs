@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use crate::api::{plugin, OffsetReader, Plugin};
 use crate::config::{ConfigIssue, Props};
 use crate::data::converter;
-use crate::runtime::{Control, OffsetStore, SinkRun, SourceRun, TaskEnv, TaskState};
+use crate::runtime::{offset_record, Control, OffsetStore, SinkRun, SourceRun, TaskEnv, TaskState};
 use crate::standalone::check_connector;
 use crate::{Error, Result};
 
@@ -227,9 +227,7 @@ impl TopicOffsets {
     async fn write(&self, connector: &str, offsets: Vec<(Json, Option<Json>)>) -> Result<()> {
         let mut acks = Vec::new();
         for (partition, offset) in offsets {
-            let key = Bytes::from(json!([connector, partition]).to_string());
-            let value = offset.map(|o| Bytes::from(o.to_string()));
-            acks.push(self.producer.send(ProducerRecord { topic: OFFSETS_TOPIC.into(), partition: Some(0), key: Some(key), value, headers: Vec::new(), timestamp: None }).await?);
+            acks.push(self.producer.send(offset_record(OFFSETS_TOPIC, connector, &partition, offset.as_ref())).await?);
         }
         for ack in acks {
             ack.await?;
@@ -545,6 +543,7 @@ impl ConnectCluster {
             producer: Vec::new(),
             consumer: Vec::new(),
             offsets: self.inner.offsets.clone(),
+            offsets_topic: Some(OFFSETS_TOPIC.into()),
             status: Arc::new(move |name: &str, id: usize, state: TaskState| {
                 let _ = reports.send((name.to_string(), id, run, state));
             }),

@@ -93,6 +93,9 @@ pub struct TaskEnv {
     pub consumer: Vec<(String, String)>,
     /// Source offsets.
     pub offsets: Arc<dyn OffsetStore>,
+    /// The compacted topic holding source offsets, when they live in the cluster
+    /// (exactly-once sources write theirs in their transaction).
+    pub offsets_topic: Option<String>,
     /// Where states go.
     pub status: StatusReporter,
 }
@@ -143,6 +146,26 @@ pub type SourceRun = TaskRun<dyn SourceTask>;
 /// A sink task's run.
 pub type SinkRun = TaskRun<dyn SinkTask>;
 
+/// Whether a connector asks for exactly-once delivery (`exactly.once.source.support=enabled`,
+/// or Kafka's connector-level `exactly.once.support=required`).
+pub fn exactly_once(config: &Props) -> bool {
+    let is = |k: &str, v: &str| config.get(k).is_some_and(|x| x.trim().eq_ignore_ascii_case(v));
+    is("exactly.once.source.support", "enabled") || is("exactly.once.support", "required")
+}
+
+/// The record storing a source offset in an offsets topic: key `["connector", partition]`
+/// (Kafka Connect's), value the offset (`None`: forget the partition).
+pub fn offset_record(topic: &str, connector: &str, partition: &Json, offset: Option<&Json>) -> ProducerRecord {
+    ProducerRecord {
+        topic: topic.to_string(),
+        partition: Some(0),
+        key: Some(Bytes::from(serde_json::json!([connector, partition]).to_string())),
+        value: offset.map(|o| Bytes::from(o.to_string())),
+        headers: Vec::new(),
+        timestamp: None,
+    }
+}
+
 /// Reports how a run ended, and returns its label and result.
 fn finish(env: &TaskEnv, name: &str, id: usize, result: Result<()>) -> (String, Result<()>) {
     match &result {
@@ -167,7 +190,21 @@ impl SourceRun {
         for (k, v) in self.client_settings(&env.producer, "producer") {
             pc.set(&k, &v)?;
         }
+        // Exactly once: each poll's records and their offsets commit in one transaction.
+        let eos = exactly_once(&self.config);
+        if eos && env.offsets_topic.is_none() {
+            return Err(Error::Config(format!(
+                "connector {}: exactly.once.source.support=enabled needs source offsets in the cluster; run it in samsa server (POST /connectors) rather than standalone",
+                self.name
+            )));
+        }
+        if eos {
+            pc.set("transactional.id", &format!("connect-{}-{}", self.name, self.id))?;
+        }
         let producer = Producer::new(pc).await?;
+        if eos {
+            producer.init_transactions().await?;
+        }
         let policy = ErrorPolicy::new(&self.config, &self.name, self.id, &env.bootstrap).await?;
         let reader = env.offsets.reader(&self.name).await?;
         self.task.start(&self.config, reader.as_ref()).await?;
@@ -202,6 +239,12 @@ impl SourceRun {
                 }
                 Err(e) => return Err(e),
             };
+            if eos {
+                if records.is_empty() {
+                    continue;
+                }
+                producer.begin_transaction()?;
+            }
             let mut acks = Vec::with_capacity(records.len());
             for r in records {
                 let (partition, offset) = (r.source_partition.clone(), r.source_offset.clone());
@@ -249,6 +292,8 @@ impl SourceRun {
                     ProducerRecord { topic: r.topic.clone(), partition: r.partition, key: key.clone(), value: value.clone(), headers: r.headers.clone(), timestamp: r.timestamp };
                 let ack = match producer.send(record).await {
                     Ok(ack) => Some((ack, failed(key, value))),
+                    // A failed send dooms the transaction: the task fails, nothing commits.
+                    Err(e) if eos => return Err(e.into()),
                     Err(e) => {
                         policy.report(&failed(key, value), Stage::KafkaProduce, &e.into()).await?;
                         None
@@ -258,11 +303,27 @@ impl SourceRun {
             }
             for (ack, partition, offset) in acks {
                 if let Some((ack, failed)) = ack {
-                    if let Err(e) = ack.await {
-                        policy.report(&failed, Stage::KafkaProduce, &e.into()).await?;
+                    match ack.await {
+                        Err(e) if eos => return Err(e.into()),
+                        Err(e) => policy.report(&failed, Stage::KafkaProduce, &e.into()).await?,
+                        Ok(_) => {}
                     }
                 }
                 noted.push((partition, offset));
+            }
+            if let (true, Some(topic)) = (eos, &env.offsets_topic) {
+                // The latest offset of each source partition, in the same transaction.
+                let mut latest: Vec<(Json, Json)> = Vec::new();
+                for (p, o) in std::mem::take(&mut noted) {
+                    latest.retain(|(q, _)| *q != p);
+                    latest.push((p, o));
+                }
+                for (p, o) in latest {
+                    producer.send(offset_record(topic, &self.name, &p, Some(&o))).await?;
+                }
+                producer.commit_transaction().await?;
+                self.task.commit().await?;
+                continue;
             }
             if last_flush.elapsed() >= env.flush_interval && !noted.is_empty() {
                 env.offsets.store(&self.name, std::mem::take(&mut noted)).await?;

@@ -17,7 +17,8 @@ use crate::runtime::{Control, SinkRun, SourceRun, TaskEnv, TaskState};
 use crate::{Error, Result};
 
 /// Settings every connector config may hold, besides its class's own.
-const COMMON: [&str; 7] = ["name", "connector.class", "tasks.max", "key.converter", "value.converter", "header.converter", "config.action.reload"];
+const COMMON: [&str; 9] =
+    ["name", "connector.class", "tasks.max", "key.converter", "value.converter", "header.converter", "config.action.reload", "exactly.once.source.support", "exactly.once.support"];
 
 /// A connector ready to run: its config, checked.
 pub struct ConnectorSpec {
@@ -135,6 +136,7 @@ pub async fn run(worker: WorkerConfig, connectors: Vec<ConnectorSpec>, mut stop:
         producer: worker.prefixed("producer."),
         consumer: worker.prefixed("consumer."),
         offsets,
+        offsets_topic: None,
         status: Arc::new(|_: &str, _: usize, _: TaskState| {}),
     });
     let (control, rx) = watch::channel(Control::Run);

@@ -101,6 +101,8 @@ struct Inner {
     /// State-store lookups of the running queries (read without waiting for `running`).
     lookups: std::sync::Mutex<BTreeMap<String, crate::provider::Lookup>>,
     reconciler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Who runs connectors (`CREATE SOURCE CONNECTOR`...), when the host has Connect.
+    connectors: std::sync::RwLock<Option<Arc<dyn crate::connectors::Connectors>>>,
 }
 
 impl Engine {
@@ -119,7 +121,17 @@ impl Engine {
             producer,
             stats: Arc::new(Stats::default()),
         });
-        let engine = Engine { inner: Arc::new(Inner { config, catalog, cluster, running: Default::default(), lookups: Default::default(), reconciler: Default::default() }) };
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                config,
+                catalog,
+                cluster,
+                running: Default::default(),
+                lookups: Default::default(),
+                reconciler: Default::default(),
+                connectors: Default::default(),
+            }),
+        };
         if engine.inner.config.run_queries {
             engine.reconcile().await;
             let weak = Arc::downgrade(&engine.inner);
@@ -224,6 +236,49 @@ impl Engine {
         Ok(ctx)
     }
 
+    /// Lets SQL manage connectors through `connectors` (`CREATE SOURCE CONNECTOR`...).
+    pub fn set_connectors(&self, connectors: Arc<dyn crate::connectors::Connectors>) {
+        *self.inner.connectors.write().unwrap() = Some(connectors);
+    }
+
+    fn connectors(&self) -> Result<Arc<dyn crate::connectors::Connectors>> {
+        self.inner.connectors.read().unwrap().clone().ok_or_else(|| {
+            SqlError::new("this engine runs no connectors").hint("connectors run in samsa server: send the statement to its HTTP API (samsa sql --server HOST:PORT)")
+        })
+    }
+
+    async fn connector_statement(&self, stmt: Statement) -> Result<Output> {
+        let c = self.connectors()?;
+        let err = |e: String| SqlError::new(e);
+        match stmt {
+            Statement::CreateConnector { source, name, config, if_not_exists } => {
+                if if_not_exists && c.exists(&name).await.map_err(err)? {
+                    return Ok(Output::message(format!("connector {name} exists")));
+                }
+                c.create(&name, source, config).await.map_err(err)?;
+                Ok(Output::message(format!("created {} connector {name}", if source { "source" } else { "sink" })))
+            }
+            Statement::DropConnector { name, if_exists } => {
+                if !c.exists(&name).await.map_err(err)? {
+                    if if_exists {
+                        return Ok(Output::message(format!("no connector {name}")));
+                    }
+                    return Err(SqlError::new(format!("no connector {name}")).hint("SHOW CONNECTORS lists them"));
+                }
+                c.delete(&name).await.map_err(err)?;
+                Ok(Output::message(format!("dropped connector {name}")))
+            }
+            Statement::DescribeConnector(name) => {
+                let rows = c.describe(&name).await.map_err(err)?.into_iter().map(|(k, v)| vec![k, v]).collect();
+                Ok(text_table(&["property", "value"], rows))
+            }
+            _ => {
+                let rows = c.list().await.map_err(err)?.into_iter().map(|r| vec![r.name, r.kind, r.class, r.state, r.tasks]).collect();
+                Ok(text_table(&["name", "type", "class", "state", "tasks"], rows))
+            }
+        }
+    }
+
     /// Runs one statement.
     pub async fn execute(&self, sql: &str) -> Result<Output> {
         self.execute_with(sql, &Properties::new()).await
@@ -256,6 +311,8 @@ impl Engine {
 
     async fn run(&self, sql: &str, props: &Properties) -> Result<Output> {
         match statement::parse(sql)? {
+            Statement::Show(what) if what == "CONNECTORS" => self.connector_statement(Statement::Show(what)).await,
+            s @ (Statement::CreateConnector { .. } | Statement::DropConnector { .. } | Statement::DescribeConnector(_)) => self.connector_statement(s).await,
             Statement::Show(what) => self.show(&what).await,
             Statement::Describe(name) => self.describe(&name),
             Statement::Drop { kind, name, if_exists, delete_topic } => self.drop_source(kind, &name, if_exists, delete_topic).await,

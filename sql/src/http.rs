@@ -47,7 +47,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The routes (`POST /sql`) over a running engine.
 pub fn router(engine: Engine) -> Router {
     let cell = tokio::sync::OnceCell::new_with(Some(engine));
-    lazy_router(LazyEngine { inner: Arc::new(LazyInner { cell, config: None }) })
+    lazy_router(LazyEngine { inner: Arc::new(LazyInner { cell, config: None, connectors: None }) })
 }
 
 /// The routes (`POST /sql`) over an engine started by the first request (or by
@@ -65,12 +65,19 @@ pub struct LazyEngine {
 struct LazyInner {
     cell: tokio::sync::OnceCell<Engine>,
     config: Option<EngineConfig>,
+    connectors: Option<Arc<dyn crate::connectors::Connectors>>,
 }
 
 impl LazyEngine {
     /// An engine that starts with `config` on first use.
     pub fn new(config: EngineConfig) -> LazyEngine {
-        LazyEngine { inner: Arc::new(LazyInner { cell: tokio::sync::OnceCell::new(), config: Some(config) }) }
+        LazyEngine { inner: Arc::new(LazyInner { cell: tokio::sync::OnceCell::new(), config: Some(config), connectors: None }) }
+    }
+
+    /// An engine that starts with `config` on first use and manages connectors through
+    /// `connectors` (`CREATE SOURCE CONNECTOR`...).
+    pub fn with_connectors(config: EngineConfig, connectors: Arc<dyn crate::connectors::Connectors>) -> LazyEngine {
+        LazyEngine { inner: Arc::new(LazyInner { cell: tokio::sync::OnceCell::new(), config: Some(config), connectors: Some(connectors) }) }
     }
 
     /// The engine, if it has started.
@@ -83,7 +90,11 @@ impl LazyEngine {
         let start = self.inner.cell.get_or_try_init(|| async {
             let config = self.inner.config.clone().ok_or_else(|| SqlError::new("the SQL engine is not configured"))?;
             tracing::info!(bootstrap = %config.bootstrap, "starting the SQL engine");
-            Engine::start(config).await
+            let engine = Engine::start(config).await?;
+            if let Some(c) = &self.inner.connectors {
+                engine.set_connectors(c.clone());
+            }
+            Ok::<_, SqlError>(engine)
         });
         match tokio::time::timeout(START_TIMEOUT, start).await {
             Ok(r) => r.cloned().map_err(|e| SqlError::new(format!("the SQL engine cannot start: {}", e.message))),
@@ -292,9 +303,9 @@ pub fn continuous_lines(schema: &Schema, stream: BoxStream<'static, Result<Recor
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Position;
     use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field};
-    use crate::error::Position;
     use serde_json::json;
 
     fn parse(s: &str) -> Value {

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod catalog;
+pub mod connectors;
 pub mod continuous;
 pub mod engine;
 pub mod format;

@@ -68,6 +68,26 @@ pub enum Statement {
     },
     /// `TERMINATE query_id`.
     Terminate(String),
+    /// `CREATE SOURCE | SINK CONNECTOR [IF NOT EXISTS] name WITH ('key' = 'value', ...)`.
+    CreateConnector {
+        /// A source (else a sink).
+        source: bool,
+        /// Name.
+        name: String,
+        /// Its config, keys as written.
+        config: BTreeMap<String, String>,
+        /// No error when it exists.
+        if_not_exists: bool,
+    },
+    /// `DESCRIBE CONNECTOR name`.
+    DescribeConnector(String),
+    /// `DROP CONNECTOR [IF EXISTS] name`.
+    DropConnector {
+        /// Name.
+        name: String,
+        /// No error when it does not exist.
+        if_exists: bool,
+    },
     /// `CREATE STREAM | TABLE name (columns) [PRIMARY KEY (col)] WITH (...)`.
     CreateSource {
         /// Stream or table.
@@ -233,12 +253,19 @@ impl Cursor<'_> {
     }
 
     fn options(&mut self) -> Result<BTreeMap<String, String>> {
+        self.options_cased(true)
+    }
+
+    /// `WITH (...)` options; `lower`: keys lower-cased (connector configs keep theirs).
+    fn options_cased(&mut self, lower: bool) -> Result<BTreeMap<String, String>> {
         let mut out = BTreeMap::new();
         self.expect_token(Token::LParen, "( after WITH")?;
         loop {
             let key = match self.peek().map(|t| &t.token) {
-                Some(Token::Word(w)) => w.value.to_ascii_lowercase(),
-                Some(Token::SingleQuotedString(s)) => s.to_ascii_lowercase(),
+                Some(Token::Word(w)) if lower => w.value.to_ascii_lowercase(),
+                Some(Token::SingleQuotedString(s)) if lower => s.to_ascii_lowercase(),
+                Some(Token::Word(w)) => w.value.clone(),
+                Some(Token::SingleQuotedString(s)) => s.clone(),
                 _ => return Err(self.err("an option name")),
             };
             self.i += 1;
@@ -270,10 +297,7 @@ impl Cursor<'_> {
 
 /// Recognises one statement.
 pub fn parse(sql: &str) -> Result<Statement> {
-    let toks: Vec<TokenWithSpan> = tokenize(sql)?
-        .into_iter()
-        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::SemiColon))
-        .collect();
+    let toks: Vec<TokenWithSpan> = tokenize(sql)?.into_iter().filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::SemiColon)).collect();
     // EMIT CHANGES at the end makes any query continuous.
     let n = toks.len();
     let is_word = |t: &TokenWithSpan, kw: &str| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(kw));
@@ -287,10 +311,38 @@ pub fn parse(sql: &str) -> Result<Statement> {
     let mut c = Cursor { sql, toks, i: 0 };
     let query = || Ok(Statement::Query { sql: sql.to_string(), emit_changes });
     let stmt = match c.word(0).as_deref() {
-        Some("SHOW") if matches!(c.word(1).as_deref(), Some("STREAMS" | "TABLES" | "TOPICS" | "QUERIES")) => {
+        Some("SHOW") if matches!(c.word(1).as_deref(), Some("STREAMS" | "TABLES" | "TOPICS" | "QUERIES" | "CONNECTORS")) => {
             let what = c.word(1).unwrap();
             c.i += 2;
             Statement::Show(what)
+        }
+        Some("DESCRIBE") | Some("DESC") if c.word(1).as_deref() == Some("CONNECTOR") => {
+            c.i += 2;
+            Statement::DescribeConnector(c.ident("a connector name")?)
+        }
+        Some("DROP") if c.word(1).as_deref() == Some("CONNECTOR") => {
+            c.i += 2;
+            let if_exists = if c.eat("IF") {
+                c.expect("EXISTS")?;
+                true
+            } else {
+                false
+            };
+            Statement::DropConnector { name: c.ident("a connector name")?, if_exists }
+        }
+        Some("CREATE") if matches!(c.word(1).as_deref(), Some("SOURCE" | "SINK")) && c.word(2).as_deref() == Some("CONNECTOR") => {
+            let source = c.word(1).as_deref() == Some("SOURCE");
+            c.i += 3;
+            let if_not_exists = if c.eat("IF") {
+                c.expect("NOT")?;
+                c.expect("EXISTS")?;
+                true
+            } else {
+                false
+            };
+            let name = c.ident("a connector name")?;
+            c.expect("WITH")?;
+            Statement::CreateConnector { source, name, config: c.options_cased(false)?, if_not_exists }
         }
         Some("DESCRIBE") | Some("DESC") => {
             c.i += 1;

@@ -4,6 +4,7 @@
 //! starts), and tasks spread over a cluster's servers moving when one dies.
 
 use std::fs;
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -159,5 +160,86 @@ fn tasks_spread_over_the_servers_and_move_when_one_dies() -> Result<()> {
         Ok(tasks.len() == 12 && tasks.iter().all(|t| t["state"] == "RUNNING" && t["worker_id"] == api1.as_str()))
     })
     .with_context(|| format!("status: {last}"))?;
+    Ok(())
+}
+
+#[test]
+fn an_exactly_once_source_writes_each_line_once_across_a_kill_9_of_the_server() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut server = SamsaServer::builder().data_dir(dir.path().join("data")).start()?;
+    let input = dir.path().join("in.txt");
+    let lines = |from: usize, to: usize| (from..to).map(|i| format!("line {i}\n")).collect::<String>();
+    fs::write(&input, lines(0, 20_000))?;
+    run_samsa(&["topic", "create", "eos-lines", "--bootstrap", server.bootstrap()], Duration::from_secs(30))?.ok()?;
+    let config = json!({"name": "eos", "config": {"connector.class": "FileStreamSource", "file": input.display().to_string(), "topic": "eos-lines",
+        "batch.size": "500", "exactly.once.source.support": "enabled", "value.converter": "org.apache.kafka.connect.storage.StringConverter"}});
+    let (code, answer) = call(server.http_addr(), "POST", "/connectors", config)?;
+    ensure!(code == 201, "{code} {answer}");
+    // Committed lines, as a read_committed consumer sees them.
+    let committed = |bootstrap: &str, timeout_ms: &str| -> Result<Vec<String>> {
+        let out = run_samsa(
+            &["consume", "eos-lines", "--bootstrap", bootstrap, "--from-beginning", "--timeout-ms", timeout_ms, "-X", "isolation.level=read_committed"],
+            Duration::from_secs(120),
+        )?
+        .ok()?;
+        Ok(out.lines().map(str::to_string).collect())
+    };
+    wait_until(Duration::from_secs(60), "the first committed lines", || Ok(!committed(server.bootstrap(), "1000")?.is_empty()))?;
+    // kill -9 the whole server (broker and connector) mid-run; more lines arrive meanwhile.
+    server.kill9()?;
+    fs::OpenOptions::new().append(true).open(&input)?.write_all(lines(20_000, 30_000).as_bytes())?;
+    let server = server.restart_builder().start()?;
+    // The connector resumes by itself, from the offsets committed with its records.
+    let want: Vec<String> = (0..30_000).map(|i| format!("line {i}")).collect();
+    let mut got = Vec::new();
+    wait_until(Duration::from_secs(120), "30,000 committed lines", || {
+        got = committed(server.bootstrap(), "2000")?;
+        Ok(got.len() >= want.len())
+    })
+    .with_context(|| format!("{} committed lines; server log:\n{}", got.len(), server.stderr()))?;
+    ensure!(got == want, "the committed lines differ: {} lines, first difference at {:?}", got.len(), got.iter().zip(&want).position(|(a, b)| a != b));
+    Ok(())
+}
+
+/// Runs one SQL statement through the server's HTTP API; the status and JSON answer.
+fn sql(addr: &str, statement: &str) -> Result<(u16, Value)> {
+    call(addr, "POST", "/sql", json!({ "sql": statement }))
+}
+
+#[test]
+fn sql_creates_lists_describes_and_drops_connectors() -> Result<()> {
+    let server = SamsaServer::start()?;
+    let api = server.http_addr();
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in.txt");
+    fs::write(&input, "alpha\nbeta\n")?;
+    run_samsa(&["topic", "create", "sql-lines", "--bootstrap", server.bootstrap()], Duration::from_secs(30))?.ok()?;
+    let create = format!(
+        "CREATE SOURCE CONNECTOR lines WITH ('connector.class' = 'FileStreamSource', 'file' = '{}', 'topic' = 'sql-lines', \
+         'value.converter' = 'org.apache.kafka.connect.storage.StringConverter')",
+        input.display()
+    );
+    let (code, answer) = sql(api, &create)?;
+    ensure!(code == 200, "{code} {answer}");
+    // The records arrive; the connector is listed and described; the REST API sees it too.
+    let out = run_samsa(&["consume", "sql-lines", "--bootstrap", server.bootstrap(), "--from-beginning", "--max-messages", "2"], Duration::from_secs(60))?.ok()?;
+    ensure!(out == "alpha\nbeta\n", "topic: {out:?}");
+    wait_state(api, "lines", "RUNNING")?;
+    let (_, shown) = sql(api, "SHOW CONNECTORS")?;
+    let text = shown.to_string();
+    ensure!(text.contains("lines") && text.contains("FileStreamSource") && text.contains("RUNNING") && text.contains("1/1"), "SHOW CONNECTORS: {shown}");
+    let (_, described) = sql(api, "DESCRIBE CONNECTOR lines")?;
+    ensure!(described.to_string().contains("sql-lines") && described.to_string().contains("task 0"), "DESCRIBE CONNECTOR: {described}");
+    // Errors: the wrong kind, an invalid config (each bad setting named), a duplicate.
+    let (code, e) = sql(api, "CREATE SINK CONNECTOR s WITH ('connector.class' = 'FileStreamSource', 'topic' = 't')")?;
+    ensure!(code >= 400 && e.to_string().contains("is a source connector; use CREATE SOURCE CONNECTOR"), "{code} {e}");
+    let (code, e) = sql(api, "CREATE SOURCE CONNECTOR bad WITH ('connector.class' = 'FileStreamSource', 'batch.size' = 'lots')")?;
+    ensure!(code >= 400 && e.to_string().contains("topic: missing required setting") && e.to_string().contains("batch.size"), "{code} {e}");
+    ensure!(sql(api, &create)?.0 >= 400, "a second CREATE of the same name succeeded");
+    ensure!(sql(api, &create.replace("CONNECTOR lines", "CONNECTOR IF NOT EXISTS lines"))?.0 == 200, "IF NOT EXISTS failed");
+    let (code, dropped) = sql(api, "DROP CONNECTOR lines")?;
+    ensure!(code == 200, "{code} {dropped}");
+    ensure!(call(api, "GET", "/connectors", Value::Null)?.1 == json!([]), "the connector is still there");
+    ensure!(sql(api, "DROP CONNECTOR lines")?.0 >= 400 && sql(api, "DROP CONNECTOR IF EXISTS lines")?.0 == 200, "DROP of a missing connector");
     Ok(())
 }
