@@ -168,3 +168,59 @@ fn a_record_the_sink_cannot_read_goes_to_the_dead_letter_topic_and_the_connector
     ensure!(fs::read_to_string(dir.join("strict.txt")).unwrap_or_default().is_empty(), "the strict sink wrote records");
     Ok(())
 }
+
+#[test]
+fn transforms_and_predicates_reshape_route_and_filter_records() -> Result<()> {
+    let server = SamsaServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    fs::write(
+        dir.join("worker.properties"),
+        format!(
+            "bootstrap.servers={}\nkey.converter=org.apache.kafka.connect.storage.StringConverter\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\nvalue.converter.schemas.enable=false\noffset.storage.file.filename={}\noffset.flush.interval.ms=500\n",
+            server.bootstrap(),
+            dir.join("connect.offsets").display()
+        ),
+    )?;
+    fs::write(dir.join("in.txt"), "a\nb\n")?;
+    // The source wraps each line in a struct, adds a field, and routes lines-raw to lines-clean.
+    fs::write(
+        dir.join("source.properties"),
+        "name=src\nconnector.class=FileStreamSource\nfile=in.txt\ntopic=lines-raw\ntransforms=hoist,origin,route\n\
+         transforms.hoist.type=org.apache.kafka.connect.transforms.HoistField$Value\ntransforms.hoist.field=line\n\
+         transforms.origin.type=org.apache.kafka.connect.transforms.InsertField$Value\ntransforms.origin.static.field=origin\ntransforms.origin.static.value=file\n\
+         transforms.route.type=org.apache.kafka.connect.transforms.RegexRouter\ntransforms.route.regex=(.*)-raw\ntransforms.route.replacement=$1-clean\n",
+    )?;
+    // The sink drops records with a `skip` header and writes only the line field.
+    fs::write(
+        dir.join("sink.properties"),
+        "name=snk\nconnector.class=FileStreamSink\nfile=out.txt\ntopics=lines-clean\ntransforms=skip,line\n\
+         transforms.skip.type=org.apache.kafka.connect.transforms.Filter\ntransforms.skip.predicate=marked\n\
+         transforms.line.type=org.apache.kafka.connect.transforms.ExtractField$Value\ntransforms.line.field=line\n\
+         predicates=marked\npredicates.marked.type=org.apache.kafka.connect.transforms.predicates.HasHeaderKey\npredicates.marked.name=skip\n",
+    )?;
+    let w = ConnectWorker::start(dir, "worker.log", &["worker.properties", "source.properties", "sink.properties"])?;
+    let out_is = |want: &str| -> Result<()> {
+        wait_until(Duration::from_secs(60), &format!("out.txt to be {want:?}"), || Ok(fs::read_to_string(dir.join("out.txt")).unwrap_or_default() == want))
+            .with_context(|| format!("out.txt: {:?}; log:\n{}", fs::read_to_string(dir.join("out.txt")), w.log()))
+    };
+    out_is("a\nb\n")?;
+    let routed = run_samsa(&["consume", "lines-clean", "--bootstrap", server.bootstrap(), "--from-beginning", "--max-messages", "2"], Duration::from_secs(30))?.ok()?;
+    ensure!(routed == "{\"line\":\"a\",\"origin\":\"file\"}\n{\"line\":\"b\",\"origin\":\"file\"}\n", "lines-clean holds {routed:?}");
+    // A record with the header is filtered out; the next one is written.
+    let marked = std::process::Command::new(samsa_tests::samsa_bin()?)
+        .args(["produce", "lines-clean", "--bootstrap", server.bootstrap(), "--header", "skip=1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().expect("stdin").write_all(b"{\"line\": \"hidden\"}\n")?;
+            c.wait()
+        })?;
+    ensure!(marked.success(), "samsa produce failed");
+    produce(server.bootstrap(), "lines-clean", &[r#"{"line": "c"}"#])?;
+    out_is("a\nb\nc\n")?;
+    w.stop()?;
+    Ok(())
+}
