@@ -159,6 +159,10 @@ pub fn plugin(class: &str) -> Option<Plugin> {
         "FileStreamSource" => Some(Plugin::Source(Box::new(crate::file::FileStreamSource))),
         "FileStreamSink" => Some(Plugin::Sink(Box::new(crate::file::FileStreamSink))),
         "DatagenSource" | "Datagen" => Some(Plugin::Source(Box::new(crate::datagen::DatagenSource))),
+        "DirectorySource" | "Directory" | "SpoolDirJsonSource" | "SpoolDirLineDelimitedJsonSource" => {
+            Some(Plugin::Source(Box::new(crate::dir::DirectorySource::new(crate::dir::Format::Json))))
+        }
+        "SpoolDirCsvSource" => Some(Plugin::Source(Box::new(crate::dir::DirectorySource::new(crate::dir::Format::Csv)))),
         "JdbcSource" => Some(Plugin::Source(Box::new(crate::postgres::source::JdbcSource))),
         "JdbcSink" => Some(Plugin::Sink(Box::new(crate::postgres::sink::JdbcSink))),
         "Postgres" | "PostgresCdc" => Some(Plugin::Source(Box::new(crate::postgres::cdc::PostgresCdc))),
@@ -167,10 +171,11 @@ pub fn plugin(class: &str) -> Option<Plugin> {
 }
 
 /// The full class names of the shipped connectors.
-pub const PLUGINS: [&str; 6] = [
+pub const PLUGINS: [&str; 7] = [
     "org.apache.kafka.connect.file.FileStreamSourceConnector",
     "org.apache.kafka.connect.file.FileStreamSinkConnector",
     "samsa.connect.datagen.DatagenSourceConnector",
+    "samsa.connect.dir.DirectorySourceConnector",
     "io.confluent.connect.jdbc.JdbcSourceConnector",
     "io.confluent.connect.jdbc.JdbcSinkConnector",
     "io.debezium.connector.postgresql.PostgresConnector",

@@ -13,6 +13,8 @@
 //! - [`runtime`]: how tasks run: offsets, pauses, transforms, errors.
 //! - [`transforms`]: single message transforms and predicates, with Kafka's names.
 //! - [`datagen`]: synthetic records for demos and benchmarks.
+//! - [`dir`]: the files of a directory, as JSON lines or CSV, tailed as new lines and files
+//!   come (kafka-connect-spooldir's settings).
 //! - [`cluster`]: connectors hosted by `samsa server`, their state in compacted topics, their
 //!   tasks spread over the servers.
 //! - [`rest`]: the Kafka-Connect-compatible REST API over [`cluster`].
@@ -23,6 +25,7 @@ pub mod cluster;
 pub mod config;
 pub mod data;
 pub mod datagen;
+pub mod dir;
 pub mod errors;
 pub mod file;
 pub mod offsets;

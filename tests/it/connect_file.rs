@@ -224,3 +224,49 @@ fn transforms_and_predicates_reshape_route_and_filter_records() -> Result<()> {
     w.stop()?;
     Ok(())
 }
+
+#[test]
+fn the_directory_source_streams_csv_files_and_picks_up_new_ones() -> Result<()> {
+    let server = SamsaServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    let input = dir.join("incoming");
+    fs::create_dir(&input)?;
+    fs::write(input.join("a.csv"), "id,name,amount\n1,ann,2.5\n2,\"bob, jr\",3\n")?;
+    fs::write(input.join("skip.txt"), "not,csv\n")?;
+    fs::write(
+        dir.join("worker.properties"),
+        format!(
+            "bootstrap.servers={}\nkey.converter=org.apache.kafka.connect.json.JsonConverter\nkey.converter.schemas.enable=false\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\nvalue.converter.schemas.enable=false\noffset.storage.file.filename={}\noffset.flush.interval.ms=500\n",
+            server.bootstrap(),
+            dir.join("connect.offsets").display()
+        ),
+    )?;
+    fs::write(
+        dir.join("csv.properties"),
+        format!(
+            "name=csv\nconnector.class=SpoolDirCsvSourceConnector\ninput.path={}\ninput.file.pattern=.*\\\\.csv\ntopic=people\nkey.fields=id\npoll.interval.ms=200\n",
+            input.display()
+        ),
+    )?;
+    let w = ConnectWorker::start(dir, "worker.log", &["worker.properties", "csv.properties"])?;
+    let read = |n: usize| -> Result<String> {
+        run_samsa(
+            &["consume", "people", "--bootstrap", server.bootstrap(), "--from-beginning", "--max-messages", &n.to_string(), "--format", "{key} {value}"],
+            Duration::from_secs(60),
+        )?
+        .ok()
+    };
+    wait_until(Duration::from_secs(30), "the people topic", || {
+        Ok(run_samsa(&["topic", "describe", "people", "--bootstrap", server.bootstrap()], Duration::from_secs(30))?.code == Some(0))
+    })
+    .with_context(|| w.log())?;
+    let got = read(2)?;
+    ensure!(got == "{\"id\":1} {\"amount\":2.5,\"id\":1,\"name\":\"ann\"}\n{\"id\":2} {\"amount\":3,\"id\":2,\"name\":\"bob, jr\"}\n", "people: {got:?}; log:\n{}", w.log());
+    // A new file is picked up.
+    fs::write(input.join("b.csv"), "id,name,amount\n3,cy,0\n")?;
+    let got = read(3)?;
+    ensure!(got.ends_with("{\"id\":3} {\"amount\":0,\"id\":3,\"name\":\"cy\"}\n"), "people: {got:?}");
+    w.stop()?;
+    Ok(())
+}
