@@ -1,8 +1,9 @@
 //! `samsa connect`: Kafka-Connect-style connectors from config files.
 //!
 //! `samsa connect standalone WORKER CONNECTOR...` runs the connectors in this process,
-//! with source offsets in the worker's `offset.storage.file.filename`, until SIGINT or
-//! SIGTERM; then each task stops cleanly and its offsets are written.
+//! with source offsets in the worker's `offset.storage.file.filename` (or a compacted
+//! `offset.storage.topic`), until SIGINT or SIGTERM; then each task stops cleanly and its
+//! offsets are written.
 //!
 //! `samsa connect list|status|create|delete|pause|resume|restart|stop` manage connectors
 //! hosted by `samsa server`, through its Kafka-Connect-compatible REST API.
@@ -25,9 +26,9 @@ enum ConnectCommand {
     /// Run connectors in this process, as Kafka's connect-standalone.
     ///
     /// WORKER is a worker config (bootstrap.servers, key.converter, value.converter,
-    /// offset.storage.file.filename, offset.flush.interval.ms); each CONNECTOR is a
-    /// connector config in Kafka's .properties format or JSON ({"name": ..., "config":
-    /// {...}} or a flat object). Kafka's quickstart files work unchanged. Runs until
+    /// offset.storage.file.filename or offset.storage.topic, offset.flush.interval.ms);
+    /// each CONNECTOR is a connector config in Kafka's .properties format or JSON
+    /// ({"name": ..., "config": {...}} or a flat object). Kafka's quickstart files work unchanged. Runs until
     /// SIGINT or SIGTERM, then stops the tasks and saves their offsets.
     Standalone {
         /// The worker config.
@@ -199,7 +200,7 @@ async fn standalone(worker_path: PathBuf, connector_paths: Vec<PathBuf>) -> Resu
             return Err(format!("{}: a second connector named {}; names must differ", path.display(), spec.name));
         }
     }
-    println!("samsa connect: {} connector(s) on {}, offsets in {}", specs.len(), worker.bootstrap(), worker.offsets_file().display());
+    println!("samsa connect: {} connector(s) on {}, offsets in {}", specs.len(), worker.bootstrap(), worker.offsets());
     for (path, spec) in &specs {
         println!("  {} ({}) from {}", spec.name, spec.config.get("connector.class").map(String::as_str).unwrap_or(""), path.display());
     }

@@ -193,20 +193,33 @@ async fn read_all(admin: &Admin, consumer: &Consumer, topic: &str) -> Result<Vec
     Ok(out)
 }
 
-/// Source offsets in the compacted offsets topic.
+/// Source offsets in a compacted offsets topic.
 pub struct TopicOffsets {
     bootstrap: String,
+    topic: String,
     admin: Admin,
     producer: Producer,
 }
 
 impl TopicOffsets {
+    /// Offsets in `topic` (created compacted if missing).
+    pub async fn open(bootstrap: &str, topic: &str) -> Result<TopicOffsets> {
+        let admin = Admin::connect(bootstrap).await?;
+        ensure_topic(&admin, topic, 1, true).await?;
+        Ok(TopicOffsets { bootstrap: bootstrap.to_string(), topic: topic.to_string(), admin, producer: Producer::new(producer_config(bootstrap)?).await? })
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     /// Every stored offset of `connector`: (source partition, offset).
     pub async fn all(&self, connector: &str) -> Result<Vec<(Json, Json)>> {
         let mut cc = ConsumerConfig::default();
         cc.set("bootstrap.servers", &self.bootstrap)?;
         let consumer = Consumer::new(cc).await?;
-        let records = read_all(&self.admin, &consumer, OFFSETS_TOPIC).await;
+        let records = read_all(&self.admin, &consumer, &self.topic).await;
         let _ = consumer.close().await;
         let mut map: BTreeMap<String, (Json, Json)> = BTreeMap::new();
         for (key, value) in records? {
@@ -227,7 +240,7 @@ impl TopicOffsets {
     async fn write(&self, connector: &str, offsets: Vec<(Json, Option<Json>)>) -> Result<()> {
         let mut acks = Vec::new();
         for (partition, offset) in offsets {
-            acks.push(self.producer.send(offset_record(OFFSETS_TOPIC, connector, &partition, offset.as_ref())).await?);
+            acks.push(self.producer.send(offset_record(&self.topic, connector, &partition, offset.as_ref())).await?);
         }
         for ack in acks {
             ack.await?;
@@ -291,12 +304,10 @@ impl ConnectCluster {
     pub async fn start(bootstrap: &str, worker_id: &str) -> Result<ConnectCluster> {
         let admin = Admin::connect(bootstrap).await?;
         ensure_topic(&admin, CONFIG_TOPIC, 1, true).await?;
-        ensure_topic(&admin, OFFSETS_TOPIC, 1, true).await?;
         ensure_topic(&admin, STATUS_TOPIC, 1, true).await?;
         ensure_topic(&admin, SLOTS_TOPIC, SLOTS, false).await?;
         let producer = Producer::new(producer_config(bootstrap)?).await?;
-        let offsets =
-            Arc::new(TopicOffsets { bootstrap: bootstrap.to_string(), admin: Admin::connect(bootstrap).await?, producer: Producer::new(producer_config(bootstrap)?).await? });
+        let offsets = Arc::new(TopicOffsets::open(bootstrap, OFFSETS_TOPIC).await?);
         let (reports, status_rx) = tokio::sync::mpsc::unbounded_channel::<Report>();
         let (applied, _) = watch::channel(-1);
         let inner = Arc::new(Inner {

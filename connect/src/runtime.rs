@@ -194,7 +194,7 @@ impl SourceRun {
         let eos = exactly_once(&self.config);
         if eos && env.offsets_topic.is_none() {
             return Err(Error::Config(format!(
-                "connector {}: exactly.once.source.support=enabled needs source offsets in the cluster; run it in samsa server (POST /connectors) rather than standalone",
+                "connector {}: exactly.once.source.support=enabled needs source offsets in the cluster; run it in samsa server (POST /connectors), or set offset.storage.topic in the worker config",
                 self.name
             )));
         }

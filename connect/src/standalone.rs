@@ -76,23 +76,52 @@ pub fn check_connector(config: Props) -> std::result::Result<ConnectorSpec, Vec<
     }
 }
 
+/// Where a standalone worker keeps source offsets.
+#[derive(Debug, Clone)]
+pub enum OffsetsAt {
+    /// A local file (`offset.storage.file.filename`, Kafka's standalone way).
+    File(std::path::PathBuf),
+    /// A compacted topic (`offset.storage.topic`, as a distributed worker): offsets
+    /// survive the machine, and exactly-once sources work.
+    Topic(String),
+}
+
+impl std::fmt::Display for OffsetsAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OffsetsAt::File(p) => write!(f, "{}", p.display()),
+            OffsetsAt::Topic(t) => write!(f, "topic {t}"),
+        }
+    }
+}
+
 /// A standalone worker's settings.
 pub struct WorkerConfig {
     props: Props,
     bootstrap: String,
-    offsets_file: std::path::PathBuf,
+    offsets: OffsetsAt,
     flush_interval: Duration,
 }
 
 impl WorkerConfig {
-    /// Checks a worker config (`bootstrap.servers` and `offset.storage.file.filename` are
-    /// required; `offset.flush.interval.ms` defaults to 60000, as in Kafka).
+    /// Checks a worker config (`bootstrap.servers`, and `offset.storage.file.filename` or
+    /// `offset.storage.topic`, are required; `offset.flush.interval.ms` defaults to 60000, as in Kafka).
     pub fn new(props: Props) -> Result<WorkerConfig> {
         let req = |k: &str, what: &str| {
             props.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).ok_or_else(|| Error::Config(format!("the worker config needs {k} ({what})")))
         };
         let bootstrap = req("bootstrap.servers", "the brokers, host:port[,host:port]")?;
-        let offsets_file = req("offset.storage.file.filename", "where a standalone worker keeps source offsets")?.into();
+        let get = |k: &str| props.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let offsets = match (get("offset.storage.file.filename"), get("offset.storage.topic")) {
+            (Some(_), Some(_)) => return Err(Error::Config("set offset.storage.file.filename or offset.storage.topic, not both".into())),
+            (Some(f), None) => OffsetsAt::File(f.into()),
+            (None, Some(t)) => OffsetsAt::Topic(t),
+            (None, None) => {
+                return Err(Error::Config(
+                    "the worker config needs offset.storage.file.filename (a local file for source offsets) or offset.storage.topic (a compacted topic)".into(),
+                ))
+            }
+        };
         let flush_ms = match props.get("offset.flush.interval.ms").map(|v| v.trim()) {
             None => 60_000,
             Some(v) => v.parse::<u64>().map_err(|_| Error::Config(format!("offset.flush.interval.ms must be a whole number of ms, not '{v}'")))?,
@@ -100,7 +129,7 @@ impl WorkerConfig {
         for prefix in ["key.converter", "value.converter"] {
             converter(&props, prefix)?;
         }
-        Ok(WorkerConfig { props, bootstrap, offsets_file, flush_interval: Duration::from_millis(flush_ms) })
+        Ok(WorkerConfig { props, bootstrap, offsets, flush_interval: Duration::from_millis(flush_ms) })
     }
 
     /// The brokers.
@@ -108,9 +137,9 @@ impl WorkerConfig {
         &self.bootstrap
     }
 
-    /// The offsets file.
-    pub fn offsets_file(&self) -> &std::path::Path {
-        &self.offsets_file
+    /// Where source offsets are kept.
+    pub fn offsets(&self) -> &OffsetsAt {
+        &self.offsets
     }
 
     /// The converter for `prefix`: the connector's setting, else the worker's.
@@ -129,14 +158,17 @@ impl WorkerConfig {
 /// their offsets. Fails at once on a config problem; a task that fails is logged and the
 /// others keep running, unless none is left.
 pub async fn run(worker: WorkerConfig, connectors: Vec<ConnectorSpec>, mut stop: watch::Receiver<bool>) -> Result<()> {
-    let offsets = Arc::new(FileOffsetStore::open(&worker.offsets_file)?);
+    let (offsets, offsets_topic): (Arc<dyn crate::runtime::OffsetStore>, Option<String>) = match &worker.offsets {
+        OffsetsAt::File(path) => (Arc::new(FileOffsetStore::open(path)?), None),
+        OffsetsAt::Topic(topic) => (Arc::new(crate::cluster::TopicOffsets::open(&worker.bootstrap, topic).await?), Some(topic.clone())),
+    };
     let env = Arc::new(TaskEnv {
         bootstrap: worker.bootstrap.clone(),
         flush_interval: worker.flush_interval,
         producer: worker.prefixed("producer."),
         consumer: worker.prefixed("consumer."),
         offsets,
-        offsets_topic: None,
+        offsets_topic,
         status: Arc::new(|_: &str, _: usize, _: TaskState| {}),
     });
     let (control, rx) = watch::channel(Control::Run);

@@ -270,3 +270,44 @@ fn the_directory_source_streams_csv_files_and_picks_up_new_ones() -> Result<()> 
     w.stop()?;
     Ok(())
 }
+
+#[test]
+fn a_standalone_worker_keeps_offsets_in_a_topic_and_runs_an_exactly_once_source() -> Result<()> {
+    let server = SamsaServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    fs::write(
+        dir.join("worker.properties"),
+        format!(
+            "bootstrap.servers={}\nvalue.converter=org.apache.kafka.connect.storage.StringConverter\noffset.storage.topic=my-connect-offsets\noffset.flush.interval.ms=500\n",
+            server.bootstrap()
+        ),
+    )?;
+    fs::write(dir.join("in.txt"), "x1\nx2\n")?;
+    fs::write(dir.join("source.properties"), "name=eos-file\nconnector.class=FileStreamSource\nfile=in.txt\ntopic=eos-file\nexactly.once.source.support=enabled\n")?;
+    run_samsa(&["topic", "create", "eos-file", "--bootstrap", server.bootstrap()], Duration::from_secs(30))?.ok()?;
+    let committed = || -> Result<String> {
+        run_samsa(
+            &["consume", "eos-file", "--bootstrap", server.bootstrap(), "--from-beginning", "--timeout-ms", "1500", "-X", "isolation.level=read_committed"],
+            Duration::from_secs(60),
+        )?
+        .ok()
+    };
+    let w = ConnectWorker::start(dir, "worker-1.log", &["worker.properties", "source.properties"])?;
+    wait_until(Duration::from_secs(60), "two committed lines", || Ok(committed()? == "x1\nx2\n")).with_context(|| w.log())?;
+    w.stop()?;
+    // The offset is a record of the offsets topic, in Kafka Connect's key format.
+    let stored = run_samsa(
+        &["consume", "my-connect-offsets", "--bootstrap", server.bootstrap(), "--from-beginning", "--max-messages", "1", "--format", "{key} {value}"],
+        Duration::from_secs(30),
+    )?
+    .ok()?;
+    ensure!(stored.starts_with("[\"eos-file\",{\"filename\":\"in.txt\"}] {\"position\":6}"), "offsets topic: {stored}");
+    // A restart resumes there: a new line arrives once, the old ones are not repeated.
+    fs::OpenOptions::new().append(true).open(dir.join("in.txt"))?.write_all(b"x3\n")?;
+    let w = ConnectWorker::start(dir, "worker-2.log", &["worker.properties", "source.properties"])?;
+    wait_until(Duration::from_secs(60), "three committed lines", || Ok(committed()?.lines().count() >= 3)).with_context(|| w.log())?;
+    ensure!(committed()? == "x1\nx2\nx3\n", "committed: {:?}", committed());
+    w.stop()?;
+    Ok(())
+}
