@@ -3,6 +3,7 @@
 //! `{"schema", "payload"}` envelope), `string` and `bytearray` converters.
 
 use bytes::Bytes;
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value as Json};
 
 use crate::config::Props;
@@ -235,6 +236,78 @@ pub fn from_json(j: &Json, schema: Option<&Schema>) -> Result<Value> {
             Value::Struct(obj.iter().map(|(k, v)| Ok((k.clone(), from_json(v, field_schema(k))?))).collect::<Result<_>>()?)
         }
     })
+}
+
+/// A JSON value as a Connect value, with object fields in their written order (serde_json's
+/// map sorts them); a repeated key keeps its first place and its last value.
+struct Ordered(Value);
+
+/// Parses JSON text into a Connect value, keeping object fields in their written order.
+pub fn parse_json_ordered(text: &str) -> serde_json::Result<Value> {
+    serde_json::from_str::<Ordered>(text).map(|o| o.0)
+}
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Ordered, D::Error> {
+        d.deserialize_any(OrderedVisitor).map(Ordered)
+    }
+}
+
+struct OrderedVisitor;
+
+impl<'de> Visitor<'de> for OrderedVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> std::result::Result<Value, E> {
+        Ok(Value::Int(n))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> std::result::Result<Value, E> {
+        Ok(i64::try_from(n).map_or(Value::Float(n as f64), Value::Int))
+    }
+
+    fn visit_f64<E>(self, x: f64) -> std::result::Result<Value, E> {
+        Ok(Value::Float(x))
+    }
+
+    fn visit_str<E>(self, s: &str) -> std::result::Result<Value, E> {
+        Ok(Value::String(s.to_string()))
+    }
+
+    fn visit_string<E>(self, s: String) -> std::result::Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Ordered(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Value, A::Error> {
+        let mut fields: Vec<(String, Value)> = Vec::new();
+        while let Some((k, Ordered(v))) = map.next_entry::<String, Ordered>()? {
+            match fields.iter_mut().find(|(n, _)| *n == k) {
+                Some(field) => field.1 = v,
+                None => fields.push((k, v)),
+            }
+        }
+        Ok(Value::Struct(fields))
+    }
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

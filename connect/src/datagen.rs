@@ -65,10 +65,9 @@
 //! its stored count, so record numbers may repeat or be skipped). Randomness comes from a small counter-based generator (SplitMix64 seeded
 //! with the seed and the record number), so no record depends on the ones before it.
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Value as Json};
 
 use crate::api::{Connector, OffsetReader, SourceConnector, SourceRecord, SourceTask};
@@ -397,12 +396,12 @@ struct Cx {
 impl Template {
     /// Compiles a template (`name`: the struct schema's name).
     fn parse(text: &str, name: Option<&str>) -> std::result::Result<Template, String> {
-        let tree: Tree = serde_json::from_str(text).map_err(|e| format!("the template is not valid JSON: {e}"))?;
-        let Tree::Object(fields) = tree else {
+        let tree = crate::data::parse_json_ordered(text).map_err(|e| format!("the template is not valid JSON: {e}"))?;
+        let Value::Struct(fields) = tree else {
             return Err(r#"a template is a JSON object of fields, e.g. {"id": "${seq}", "user": "User_${int:1:9}"}"#.into());
         };
-        let is = |k: &str, f: &dyn Fn(&Tree) -> bool| fields.iter().any(|(n, v)| n == k && f(v));
-        if is("type", &|v| matches!(v, Tree::Str(s) if s == "record")) && is("fields", &|v| matches!(v, Tree::Array)) {
+        let is = |k: &str, f: &dyn Fn(&Value) -> bool| fields.iter().any(|(n, v)| n == k && f(v));
+        if is("type", &|v| matches!(v, Value::String(s) if s == "record")) && is("fields", &|v| matches!(v, Value::Array(_))) {
             return Err(format!(
                 "this is an Avro schema (Confluent's avro-random-generator form); Samsa's datagen takes a JSON template of fields with placeholders, e.g. {}",
                 r#"{"id": "${seq}", "user": "User_${int:1:9}", "amount": "${float:1:100:2}"}"#
@@ -422,24 +421,19 @@ impl Template {
     }
 }
 
-fn compile_fields(fields: Vec<(String, Tree)>, parent: &str) -> std::result::Result<Vec<(String, Node)>, String> {
+fn compile_fields(fields: Vec<(String, Value)>, parent: &str) -> std::result::Result<Vec<(String, Node)>, String> {
     if fields.is_empty() {
         return Err(if parent.is_empty() { "the template has no fields".into() } else { format!("field {parent} is an empty object") });
     }
     let mut out: Vec<(String, Node)> = Vec::with_capacity(fields.len());
     for (name, tree) in fields {
         let path = if parent.is_empty() { name.clone() } else { format!("{parent}.{name}") };
-        if out.iter().any(|(n, _)| *n == name) {
-            return Err(format!("field {path} appears twice"));
-        }
         let node = match tree {
-            Tree::Null => return Err(format!(r#"field {path} is null; give a value or a placeholder such as "${{int:1:9}}""#)),
-            Tree::Array => return Err(format!("field {path} is an array; a template holds objects, strings, numbers and booleans")),
-            Tree::Bool(b) => Node::Const(Value::Bool(b)),
-            Tree::Int(n) => Node::Const(Value::Int(n)),
-            Tree::Float(x) => Node::Const(Value::Float(x)),
-            Tree::Object(inner) => Node::Struct(compile_fields(inner, &path)?),
-            Tree::Str(s) => {
+            Value::Null => return Err(format!(r#"field {path} is null; give a value or a placeholder such as "${{int:1:9}}""#)),
+            Value::Array(_) | Value::Bytes(_) => return Err(format!("field {path} is an array; a template holds objects, strings, numbers and booleans")),
+            v @ (Value::Bool(_) | Value::Int(_) | Value::Float(_)) => Node::Const(v),
+            Value::Struct(inner) => Node::Struct(compile_fields(inner, &path)?),
+            Value::String(s) => {
                 let mut parts = parse_text(&s).map_err(|e| format!("field {path}: {e}"))?;
                 match parts.as_slice() {
                     [Part::Gen(_)] => match parts.pop() {
@@ -801,76 +795,6 @@ impl SourceTask for DatagenTask {
     }
 }
 
-/// JSON with object fields in their written order (serde_json's map sorts them).
-#[derive(Debug)]
-enum Tree {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    /// An array (templates have none; only noted, for the error).
-    Array,
-    Object(Vec<(String, Tree)>),
-}
-
-impl<'de> Deserialize<'de> for Tree {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Tree, D::Error> {
-        d.deserialize_any(TreeVisitor)
-    }
-}
-
-struct TreeVisitor;
-
-impl<'de> Visitor<'de> for TreeVisitor {
-    type Value = Tree;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("JSON")
-    }
-
-    fn visit_unit<E>(self) -> std::result::Result<Tree, E> {
-        Ok(Tree::Null)
-    }
-
-    fn visit_bool<E>(self, b: bool) -> std::result::Result<Tree, E> {
-        Ok(Tree::Bool(b))
-    }
-
-    fn visit_i64<E>(self, n: i64) -> std::result::Result<Tree, E> {
-        Ok(Tree::Int(n))
-    }
-
-    fn visit_u64<E>(self, n: u64) -> std::result::Result<Tree, E> {
-        Ok(i64::try_from(n).map_or(Tree::Float(n as f64), Tree::Int))
-    }
-
-    fn visit_f64<E>(self, x: f64) -> std::result::Result<Tree, E> {
-        Ok(Tree::Float(x))
-    }
-
-    fn visit_str<E>(self, s: &str) -> std::result::Result<Tree, E> {
-        Ok(Tree::Str(s.to_string()))
-    }
-
-    fn visit_string<E>(self, s: String) -> std::result::Result<Tree, E> {
-        Ok(Tree::Str(s))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Tree, A::Error> {
-        while seq.next_element::<Tree>()?.is_some() {}
-        Ok(Tree::Array)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Tree, A::Error> {
-        let mut fields = Vec::new();
-        while let Some(entry) = map.next_entry::<String, Tree>()? {
-            fields.push(entry);
-        }
-        Ok(Tree::Object(fields))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1197,7 +1121,6 @@ mod tests {
             (r#"{}"#, "no fields"),
             (r#"[1]"#, "a template is a JSON object"),
             (r#"{"a": 1"#, "not valid JSON"),
-            (r#"{"a": 1, "a": 2}"#, "field a appears twice"),
             (r#"{"type": "record", "name": "x", "fields": [{"name": "a", "type": "long"}]}"#, "this is an Avro schema"),
         ] {
             let m = message(&props(&[("kafka.topic", "t"), ("schema.string", template)]), "schema.string");

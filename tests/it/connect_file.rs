@@ -12,6 +12,21 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use samsa_tests::{produce_lines as produce, run_samsa, wait_until, workspace_root, ConnectWorker, SamsaServer};
 
+/// String keys, schemaless JSON values.
+const STRING_KEYS_JSON_VALUES: &str =
+    "key.converter=org.apache.kafka.connect.storage.StringConverter\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\nvalue.converter.schemas.enable=false\n";
+
+/// Writes `worker.properties`: the brokers, `converters` (properties lines), offsets in
+/// `connect.offsets` flushed every 500 ms.
+fn write_worker(dir: &Path, bootstrap: &str, converters: &str) -> Result<()> {
+    let offsets = dir.join("connect.offsets");
+    fs::write(
+        dir.join("worker.properties"),
+        format!("bootstrap.servers={bootstrap}\n{converters}offset.storage.file.filename={}\noffset.flush.interval.ms=500\n", offsets.display()),
+    )?;
+    Ok(())
+}
+
 fn wait_for_copy(dir: &Path, want: &[u8]) -> Result<()> {
     wait_until(Duration::from_secs(60), "test.sink.txt to equal test.txt", || Ok(fs::read(dir.join("test.sink.txt")).unwrap_or_default() == want)).with_context(|| {
         let got = fs::read(dir.join("test.sink.txt")).unwrap_or_default();
@@ -107,14 +122,7 @@ fn a_record_the_sink_cannot_read_goes_to_the_dead_letter_topic_and_the_connector
     let server = SamsaServer::start()?;
     let dir = tempfile::tempdir()?;
     let dir = dir.path();
-    fs::write(
-        dir.join("worker.properties"),
-        format!(
-            "bootstrap.servers={}\nkey.converter=org.apache.kafka.connect.storage.StringConverter\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\nvalue.converter.schemas.enable=false\noffset.storage.file.filename={}\noffset.flush.interval.ms=500\n",
-            server.bootstrap(),
-            dir.join("connect.offsets").display()
-        ),
-    )?;
+    write_worker(dir, server.bootstrap(), STRING_KEYS_JSON_VALUES)?;
     let sink = |name: &str, file: &str, tolerance: &str| {
         format!("name={name}\nconnector.class=FileStreamSink\ntopics=events\nfile={file}\nerrors.tolerance={tolerance}\nerrors.log.enable=true\nerrors.deadletterqueue.topic.name=events-dlq\nerrors.deadletterqueue.context.headers.enable=true\n")
     };
@@ -174,14 +182,7 @@ fn transforms_and_predicates_reshape_route_and_filter_records() -> Result<()> {
     let server = SamsaServer::start()?;
     let dir = tempfile::tempdir()?;
     let dir = dir.path();
-    fs::write(
-        dir.join("worker.properties"),
-        format!(
-            "bootstrap.servers={}\nkey.converter=org.apache.kafka.connect.storage.StringConverter\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\nvalue.converter.schemas.enable=false\noffset.storage.file.filename={}\noffset.flush.interval.ms=500\n",
-            server.bootstrap(),
-            dir.join("connect.offsets").display()
-        ),
-    )?;
+    write_worker(dir, server.bootstrap(), STRING_KEYS_JSON_VALUES)?;
     fs::write(dir.join("in.txt"), "a\nb\n")?;
     // The source wraps each line in a struct, adds a field, and routes lines-raw to lines-clean.
     fs::write(
@@ -234,14 +235,7 @@ fn the_directory_source_streams_csv_files_and_picks_up_new_ones() -> Result<()> 
     fs::create_dir(&input)?;
     fs::write(input.join("a.csv"), "id,name,amount\n1,ann,2.5\n2,\"bob, jr\",3\n")?;
     fs::write(input.join("skip.txt"), "not,csv\n")?;
-    fs::write(
-        dir.join("worker.properties"),
-        format!(
-            "bootstrap.servers={}\nkey.converter=org.apache.kafka.connect.json.JsonConverter\nkey.converter.schemas.enable=false\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\nvalue.converter.schemas.enable=false\noffset.storage.file.filename={}\noffset.flush.interval.ms=500\n",
-            server.bootstrap(),
-            dir.join("connect.offsets").display()
-        ),
-    )?;
+    write_worker(dir, server.bootstrap(), "key.converter=org.apache.kafka.connect.json.JsonConverter\nkey.converter.schemas.enable=false\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\nvalue.converter.schemas.enable=false\n")?;
     fs::write(
         dir.join("csv.properties"),
         format!(

@@ -3,13 +3,13 @@
 //! EMIT CHANGES query streams NDJSON rows as they are inserted, and stops (its consumer
 //! group goes) when the client disconnects.
 
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use samsa_tests::{http_start, read_chunk, run_samsa, samsa_bin, wait_until, CliRun, SamsaServer, Started};
+use samsa_tests::{http_start, read_body, read_chunk, run_samsa, samsa_bin, wait_until, CliRun, SamsaServer, Started};
 use serde_json::{json, Value};
 
 /// How long one `samsa sql` invocation may take.
@@ -53,18 +53,7 @@ fn post_start(addr: &str, body: &str) -> Result<Started> {
 /// `POST /sql` with `body`; the whole answer.
 fn post(addr: &str, body: &str) -> Result<Answer> {
     let (mut reader, status, headers) = post_start(addr, body)?;
-    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked {
-        let mut body = Vec::new();
-        while let Some(chunk) = read_chunk(&mut reader)? {
-            body.extend(chunk);
-        }
-        String::from_utf8(body)?
-    } else {
-        let mut s = String::new();
-        reader.read_to_string(&mut s)?;
-        s
-    };
+    let body = read_body(&mut reader, &headers)?;
     Ok(Answer { status, headers, body })
 }
 

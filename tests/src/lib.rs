@@ -1189,19 +1189,22 @@ pub fn read_chunk(reader: &mut BufReader<std::net::TcpStream>) -> Result<Option<
     Ok((size > 0).then_some(data))
 }
 
+/// The rest of an answer's body (chunked or not), after [`http_start`].
+pub fn read_body(reader: &mut BufReader<std::net::TcpStream>, headers: &[(String, String)]) -> Result<String> {
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+        let mut body = Vec::new();
+        while let Some(chunk) = read_chunk(reader)? {
+            body.extend(chunk);
+        }
+        return Ok(String::from_utf8(body)?);
+    }
+    let mut s = String::new();
+    reader.read_to_string(&mut s)?;
+    Ok(s)
+}
+
 /// One HTTP request; the status and the whole body.
 pub fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
     let (mut reader, status, headers) = http_start(addr, method, path, body)?;
-    let body = if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
-        let mut body = Vec::new();
-        while let Some(chunk) = read_chunk(&mut reader)? {
-            body.extend(chunk);
-        }
-        String::from_utf8(body)?
-    } else {
-        let mut s = String::new();
-        reader.read_to_string(&mut s)?;
-        s
-    };
-    Ok((status, body))
+    Ok((status, read_body(&mut reader, &headers)?))
 }
