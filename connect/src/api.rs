@@ -113,6 +113,24 @@ pub trait Connector: Send + Sync {
     }
 }
 
+/// `n` copies of `config` numbered for their tasks (`task.id`, `task.count`), for
+/// connectors whose tasks share the work by number.
+pub fn numbered_tasks(config: &Props, n: usize) -> Vec<Props> {
+    (0..n)
+        .map(|i| {
+            let mut c = config.clone();
+            c.insert(TASK_ID.into(), i.to_string());
+            c.insert(TASK_COUNT.into(), n.to_string());
+            c
+        })
+        .collect()
+}
+
+/// The task-config key holding a task's number (see [`numbered_tasks`]).
+pub const TASK_ID: &str = "task.id";
+/// The task-config key holding the number of tasks.
+pub const TASK_COUNT: &str = "task.count";
+
 /// A source connector class.
 pub trait SourceConnector: Connector {
     /// A new task.

@@ -70,7 +70,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value as Json};
 
-use crate::api::{Connector, OffsetReader, SourceConnector, SourceRecord, SourceTask};
+use crate::api::{Connector, OffsetReader, SourceConnector, SourceRecord, SourceTask, TASK_COUNT, TASK_ID};
 use crate::config::{ConfigIssue, Kind, Props, Setting};
 use crate::data::{string_schema, Data, Schema, Value};
 use crate::{Error, Result};
@@ -84,9 +84,6 @@ const IDLE_WAIT: Duration = Duration::from_millis(250);
 const DEFAULT_BATCH: usize = 1000;
 /// The ids `${id}` draws in a template, unless `key.space` says otherwise.
 const DEFAULT_KEY_SPACE: u64 = 1000;
-/// Task-config settings `task_configs` adds: the task's number and how many there are.
-const TASK_ID: &str = "task.id";
-const TASK_COUNT: &str = "task.count";
 /// Mixed into the seed for the waits of `max.interval`, apart from the data.
 const TIMING_STREAM: u64 = 0x7469_6d69_6e67_0001;
 /// The placeholders, for error messages.
@@ -184,14 +181,7 @@ impl Connector for DatagenSource {
         if let Some(total) = setting(config, "iterations").and_then(|i| i.parse::<i64>().ok()).filter(|i| *i > 0) {
             n = n.min(total as u64);
         }
-        (0..n)
-            .map(|i| {
-                let mut c = config.clone();
-                c.insert(TASK_ID.into(), i.to_string());
-                c.insert(TASK_COUNT.into(), n.to_string());
-                c
-            })
-            .collect()
+        crate::api::numbered_tasks(config, n as usize)
     }
 }
 

@@ -95,7 +95,7 @@ use bytes::Bytes;
 use regex_lite::Regex;
 use serde_json::{json, Value as Json};
 
-use crate::api::{Connector, OffsetReader, SourceConnector, SourceRecord, SourceTask};
+use crate::api::{Connector, OffsetReader, SourceConnector, SourceRecord, SourceTask, TASK_COUNT, TASK_ID};
 use crate::config::{ConfigIssue, Kind, Props, Setting};
 use crate::data::{Data, Schema, Value};
 use crate::{Error, Result};
@@ -113,9 +113,6 @@ pub const SPOOLDIR_LINE_JSON: &str = "com.github.jcustenborder.kafka.connect.spo
 const DEFAULT_BATCH: usize = 1000;
 /// How often the directory is looked at, unless `poll.interval.ms` says otherwise.
 const DEFAULT_INTERVAL_MS: u64 = 1000;
-/// Task-config settings `task_configs` adds: the task's number and how many there are.
-const TASK_ID: &str = "task.id";
-const TASK_COUNT: &str = "task.count";
 
 /// How the lines of the files are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,14 +192,7 @@ impl Connector for DirectorySource {
 
     fn task_configs(&self, config: &Props, max_tasks: usize) -> Vec<Props> {
         let n = max_tasks.max(1);
-        (0..n)
-            .map(|i| {
-                let mut c = config.clone();
-                c.insert(TASK_ID.into(), i.to_string());
-                c.insert(TASK_COUNT.into(), n.to_string());
-                c
-            })
-            .collect()
+        crate::api::numbered_tasks(config, n)
     }
 }
 

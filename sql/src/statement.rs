@@ -242,6 +242,17 @@ impl Cursor<'_> {
             None => (String::new(), (0, 0)),
         }
     }
+    /// `IF` followed by `words` (`IF EXISTS`, `IF NOT EXISTS`): whether it is there.
+    fn if_words(&mut self, words: &[&str]) -> Result<bool> {
+        if !self.eat("IF") {
+            return Ok(false);
+        }
+        for w in words {
+            self.expect(w)?;
+        }
+        Ok(true)
+    }
+
     /// `PRIMARY KEY (col)`, at PRIMARY.
     fn primary_key(&mut self) -> Result<String> {
         self.expect("PRIMARY")?;
@@ -322,24 +333,13 @@ pub fn parse(sql: &str) -> Result<Statement> {
         }
         Some("DROP") if c.word(1).as_deref() == Some("CONNECTOR") => {
             c.i += 2;
-            let if_exists = if c.eat("IF") {
-                c.expect("EXISTS")?;
-                true
-            } else {
-                false
-            };
+            let if_exists = c.if_words(&["EXISTS"])?;
             Statement::DropConnector { name: c.ident("a connector name")?, if_exists }
         }
         Some("CREATE") if matches!(c.word(1).as_deref(), Some("SOURCE" | "SINK")) && c.word(2).as_deref() == Some("CONNECTOR") => {
             let source = c.word(1).as_deref() == Some("SOURCE");
             c.i += 3;
-            let if_not_exists = if c.eat("IF") {
-                c.expect("NOT")?;
-                c.expect("EXISTS")?;
-                true
-            } else {
-                false
-            };
+            let if_not_exists = c.if_words(&["NOT", "EXISTS"])?;
             let name = c.ident("a connector name")?;
             c.expect("WITH")?;
             Statement::CreateConnector { source, name, config: c.options_cased(false)?, if_not_exists }
@@ -356,12 +356,7 @@ pub fn parse(sql: &str) -> Result<Statement> {
         Some("DROP") if matches!(c.word(1).as_deref(), Some("STREAM" | "TABLE")) => {
             let kind = if c.word(1).as_deref() == Some("STREAM") { SourceKind::Stream } else { SourceKind::Table };
             c.i += 2;
-            let if_exists = if c.eat("IF") {
-                c.expect("EXISTS")?;
-                true
-            } else {
-                false
-            };
+            let if_exists = c.if_words(&["EXISTS"])?;
             let name = c.ident("a name")?;
             let delete_topic = if c.eat("DELETE") {
                 c.expect("TOPIC")?;
@@ -374,13 +369,7 @@ pub fn parse(sql: &str) -> Result<Statement> {
         Some("CREATE") if matches!(c.word(1).as_deref(), Some("STREAM" | "TABLE")) => {
             let kind = if c.word(1).as_deref() == Some("STREAM") { SourceKind::Stream } else { SourceKind::Table };
             c.i += 2;
-            let if_not_exists = if c.eat("IF") {
-                c.expect("NOT")?;
-                c.expect("EXISTS")?;
-                true
-            } else {
-                false
-            };
+            let if_not_exists = c.if_words(&["NOT", "EXISTS"])?;
             let name = c.ident("a name")?;
             if c.is("WITH") || c.is("AS") {
                 let options = if c.eat("WITH") { c.options()? } else { BTreeMap::new() };

@@ -28,7 +28,7 @@ use regex_lite::Regex;
 use serde_json::{json, Value as Json};
 use tokio_postgres::Client;
 
-use super::{connect, numeric_mode, pg_error, quote_ident, quote_literal, row_schema, table_columns, text_value, Column, ConnParams, NumericMode};
+use super::{connect, get, numeric_mode, pg_error, quote_ident, quote_literal, row_schema, table_columns, text_value, Column, ConnParams, NumericMode};
 use crate::api::{Connector, OffsetReader, SourceConnector, SourceRecord, SourceTask};
 use crate::config::{ConfigIssue, Kind, Props, Setting};
 use crate::data::{Data, Schema, Value};
@@ -42,10 +42,6 @@ const PG_EPOCH_MS: i64 = 946_684_800_000;
 
 /// What Debezium writes for a TOASTed value an update did not change.
 const UNAVAILABLE: &str = "__debezium_unavailable_value";
-
-fn get<'a>(config: &'a Props, key: &str) -> Option<&'a str> {
-    config.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
-}
 
 /// `topic.prefix`, or Debezium 1.x's `database.server.name`.
 fn prefix(config: &Props) -> Option<&str> {

@@ -119,6 +119,32 @@ fn split_host_port(hostport: &str) -> std::result::Result<(String, u16), String>
     }
 }
 
+/// The connection settings of the JDBC connectors (Confluent's names).
+pub fn jdbc_settings() -> Vec<crate::config::Setting> {
+    use crate::config::{Kind, Setting};
+    vec![
+        Setting { name: "connection.url", kind: Kind::String, default: None, required: true, doc: "jdbc:postgresql://HOST:PORT/DATABASE" },
+        Setting { name: "connection.user", kind: Kind::String, default: None, required: false, doc: "the database user" },
+        Setting { name: "connection.password", kind: Kind::String, default: None, required: false, doc: "the user's password" },
+    ]
+}
+
+/// Checks `settings` plus the JDBC connection URL: each bad setting.
+pub fn jdbc_issues(settings: &[crate::config::Setting], config: &Props) -> Vec<ConfigIssue> {
+    let mut issues = crate::config::validate(settings, config);
+    if config.contains_key("connection.url") {
+        if let Err(e) = ConnParams::from_jdbc(config) {
+            issues.push(e);
+        }
+    }
+    issues
+}
+
+/// A setting's trimmed value, unless empty.
+pub fn get<'a>(config: &'a Props, key: &str) -> Option<&'a str> {
+    config.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
 /// Opens a session (UTC, ISO dates). An unreachable server is a retriable error.
 pub async fn connect(p: &ConnParams) -> Result<Client> {
     let mut cfg = tokio_postgres::Config::new();

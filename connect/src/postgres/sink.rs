@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use serde_json::Value as Json;
 use tokio_postgres::Client;
 
-use super::{connect, is_data_error, pg_error, quote_ident, quote_literal, sql_literal, sql_type, table_columns, ConnParams};
+use super::{connect, get, is_data_error, pg_error, quote_ident, quote_literal, sql_literal, sql_type, table_columns, ConnParams};
 use crate::api::{Connector, PutFailure, SinkConnector, SinkRecord, SinkTask};
 use crate::config::{ConfigIssue, Kind, Props, Setting};
 use crate::data::{Schema, Value};
@@ -40,10 +40,6 @@ enum PkMode {
     RecordValue,
 }
 
-fn get<'a>(config: &'a Props, key: &str) -> Option<&'a str> {
-    config.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
-}
-
 fn list(config: &Props, key: &str) -> Vec<String> {
     get(config, key).map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
 }
@@ -55,12 +51,10 @@ fn flag(config: &Props, key: &str) -> bool {
 impl Connector for JdbcSink {
     fn settings(&self) -> Vec<Setting> {
         let s = |name, kind, default, required, doc| Setting { name, kind, default, required, doc };
-        vec![
+        let mut all = super::jdbc_settings();
+        all.extend([
             s("topics", Kind::String, None, false, "the topics to write, comma-separated"),
             s("topics.regex", Kind::String, None, false, "a pattern of topics to write"),
-            s("connection.url", Kind::String, None, true, "jdbc:postgresql://HOST:PORT/DATABASE"),
-            s("connection.user", Kind::String, None, false, "the database user"),
-            s("connection.password", Kind::String, None, false, "the user's password"),
             s("insert.mode", Kind::String, Some("insert"), false, "insert, upsert or update"),
             s("pk.mode", Kind::String, Some("none"), false, "none, record_key or record_value"),
             s("pk.fields", Kind::String, None, false, "the primary key's fields, comma-separated"),
@@ -69,17 +63,13 @@ impl Connector for JdbcSink {
             s("auto.create", Kind::Bool, Some("false"), false, "create missing tables from the record schema"),
             s("auto.evolve", Kind::Bool, Some("false"), false, "add missing columns from the record schema"),
             s("delete.enabled", Kind::Bool, Some("false"), false, "delete the row of a tombstone's key (needs pk.mode=record_key)"),
-        ]
+        ]);
+        all
     }
 
     fn validate(&self, config: &Props) -> Vec<ConfigIssue> {
-        let mut issues = crate::config::validate(&self.settings(), config);
+        let mut issues = super::jdbc_issues(&self.settings(), config);
         let issue = |name: &str, message: String| ConfigIssue { name: name.into(), message };
-        if config.contains_key("connection.url") {
-            if let Err(e) = ConnParams::from_jdbc(config) {
-                issues.push(e);
-            }
-        }
         if get(config, "topics").is_none() && get(config, "topics.regex").is_none() {
             issues.push(issue("topics", "name the topics to write (topics=a,b) or a pattern (topics.regex)".into()));
         }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value as Json};
 use tokio_postgres::Client;
 
-use super::{connect, numeric_mode, pg_error, quote_ident, quote_literal, row_schema, table_columns, text_value, Column, ConnParams, NumericMode};
+use super::{connect, get, numeric_mode, pg_error, quote_ident, quote_literal, row_schema, table_columns, text_value, Column, ConnParams, NumericMode};
 use crate::api::{Connector, OffsetReader, SourceConnector, SourceRecord, SourceTask};
 use crate::config::{ConfigIssue, Kind, Props, Setting};
 use crate::data::{Data, Value};
@@ -59,17 +59,11 @@ fn tables(config: &Props) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn get<'a>(config: &'a Props, key: &str) -> Option<&'a str> {
-    config.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
-}
-
 impl Connector for JdbcSource {
     fn settings(&self) -> Vec<Setting> {
         let s = |name, kind, default, required, doc| Setting { name, kind, default, required, doc };
-        vec![
-            s("connection.url", Kind::String, None, true, "jdbc:postgresql://HOST:PORT/DATABASE"),
-            s("connection.user", Kind::String, None, false, "the database user"),
-            s("connection.password", Kind::String, None, false, "the user's password"),
+        let mut all = super::jdbc_settings();
+        all.extend([
             s("mode", Kind::String, None, true, "bulk, incrementing, timestamp or timestamp+incrementing"),
             s("table.whitelist", Kind::String, None, false, "the tables to read, comma-separated"),
             s("table.include.list", Kind::String, None, false, "the tables to read, comma-separated (newer name of table.whitelist)"),
@@ -81,17 +75,13 @@ impl Connector for JdbcSource {
             s("batch.max.rows", Kind::Int, Some("100"), false, "the most rows one poll returns"),
             s("timestamp.delay.interval.ms", Kind::Int, Some("0"), false, "how long after its timestamp a row is read (lets slow transactions commit)"),
             s("numeric.mapping", Kind::String, Some("none"), false, "numeric columns as text (none) or float64 (best_fit)"),
-        ]
+        ]);
+        all
     }
 
     fn validate(&self, config: &Props) -> Vec<ConfigIssue> {
-        let mut issues = crate::config::validate(&self.settings(), config);
+        let mut issues = super::jdbc_issues(&self.settings(), config);
         let issue = |name: &str, message: String| ConfigIssue { name: name.into(), message };
-        if config.contains_key("connection.url") {
-            if let Err(e) = ConnParams::from_jdbc(config) {
-                issues.push(e);
-            }
-        }
         if let Err(e) = numeric_mode(config, "numeric.mapping") {
             issues.push(e);
         }
