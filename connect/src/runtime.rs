@@ -248,7 +248,9 @@ impl SourceRun {
             let mut acks = Vec::with_capacity(records.len());
             for r in records {
                 let (partition, offset) = (r.source_partition.clone(), r.source_offset.clone());
-                // A transform may drop the record (its offset still counts as read) or fail.
+                // A transform may drop the record (its offset still counts as read) or fail
+                // (the record as it was polled goes to the error policy).
+                let polled = (!self.chain.is_empty()).then(|| (r.topic.clone(), r.partition, r.value.value.to_string(), r.headers.clone()));
                 let r = match self.chain.apply_source(r) {
                     Ok(Some(r)) => r,
                     Ok(None) => {
@@ -256,7 +258,8 @@ impl SourceRun {
                         continue;
                     }
                     Err(e) => {
-                        let failed = Failed { topic: String::new(), partition: -1, offset: -1, key: None, value: None, headers: Vec::new() };
+                        let (topic, p, value, headers) = polled.unwrap_or_default();
+                        let failed = Failed { topic, partition: p.unwrap_or(-1), offset: -1, key: None, value: Some(Bytes::from(value)), headers };
                         policy.report(&failed, Stage::Transformation, &e).await?;
                         acks.push((None, partition, offset));
                         continue;
