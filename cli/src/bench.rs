@@ -33,6 +33,8 @@ pub enum BenchKind {
     Streams(crate::bench_streams::StreamsBenchArgs),
     /// Nexmark: generate person/auction/bid events into topics (and run the Nexmark SQL queries).
     Nexmark(crate::bench_nexmark::NexmarkArgs),
+    /// Samsa Connect throughput: datagen source into a topic, then the topic into PostgreSQL (JDBC sink).
+    Connect(crate::bench_connect::ConnectBenchArgs),
 }
 
 /// Settings every benchmark shares.
@@ -92,6 +94,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         BenchKind::E2e(e) => e2e(e).await,
         BenchKind::Streams(s) => crate::bench_streams::run(s).await,
         BenchKind::Nexmark(n) => crate::bench_nexmark::run(n).await,
+        BenchKind::Connect(c) => crate::bench_connect::run(c).await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! (`topic`, `produce`, `consume`, `group`, `bench`, `cluster`) built on `samsa-client`.
 
 mod bench;
+mod bench_connect;
 mod bench_nexmark;
 mod bench_streams;
 mod cluster;
