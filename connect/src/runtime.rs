@@ -166,6 +166,28 @@ pub fn offset_record(topic: &str, connector: &str, partition: &Json, offset: Opt
     }
 }
 
+/// Whether a failure before a task started may pass (the cluster or the external system
+/// is not reachable yet, e.g. while a dead broker's partitions fail over).
+fn startup_retriable(e: &Error) -> bool {
+    match e {
+        Error::Client(c) => c.is_retriable(),
+        Error::Retriable(_) => true,
+        _ => false,
+    }
+}
+
+/// Waits before starting a task again; `false` when told to stop meanwhile.
+async fn retry_start(name: &str, id: usize, e: &Error, wait: &mut Duration, control: &watch::Receiver<Control>) -> bool {
+    tracing::warn!(connector = %name, task = id, error = %e, "the task cannot start yet; trying again in {wait:?}");
+    let mut control = control.clone();
+    let stop = tokio::select! {
+        _ = control.wait_for(|c| *c == Control::Stop) => true,
+        _ = tokio::time::sleep(*wait) => false,
+    };
+    *wait = (*wait * 2).min(RETRY_MAX);
+    !stop
+}
+
 /// Reports how a run ended, and returns its label and result.
 fn finish(env: &TaskEnv, name: &str, id: usize, result: Result<()>) -> (String, Result<()>) {
     match &result {
@@ -178,12 +200,23 @@ fn finish(env: &TaskEnv, name: &str, id: usize, result: Result<()>) -> (String, 
 impl SourceRun {
     /// Runs until told to stop (or it fails); its label and result.
     pub async fn run(mut self, env: Arc<TaskEnv>, control: watch::Receiver<Control>) -> (String, Result<()>) {
-        let result = self.work(&env, control).await;
+        let mut wait = RETRY_FIRST;
+        let result = loop {
+            let mut started = false;
+            match self.work(&env, control.clone(), &mut started).await {
+                Err(e) if !started && startup_retriable(&e) => {
+                    if !retry_start(&self.name, self.id, &e, &mut wait, &control).await {
+                        break Ok(());
+                    }
+                }
+                other => break other,
+            }
+        };
         let stopped = self.task.stop().await;
         finish(&env, &self.name, self.id, result.and(stopped))
     }
 
-    async fn work(&mut self, env: &TaskEnv, mut control: watch::Receiver<Control>) -> Result<()> {
+    async fn work(&mut self, env: &TaskEnv, mut control: watch::Receiver<Control>, started: &mut bool) -> Result<()> {
         let mut pc = ProducerConfig::default();
         pc.set("bootstrap.servers", &env.bootstrap)?;
         pc.set("acks", "all")?;
@@ -208,6 +241,7 @@ impl SourceRun {
         let policy = ErrorPolicy::new(&self.config, &self.name, self.id, &env.bootstrap).await?;
         let reader = env.offsets.reader(&self.name).await?;
         self.task.start(&self.config, reader.as_ref()).await?;
+        *started = true;
         (env.status)(&self.name, self.id, TaskState::Running);
         tracing::info!(connector = %self.name, task = self.id, "source task started");
         let mut noted: Vec<(Json, Json)> = Vec::new();
@@ -348,12 +382,23 @@ impl SourceRun {
 impl SinkRun {
     /// Runs until told to stop (or it fails); its label and result.
     pub async fn run(mut self, env: Arc<TaskEnv>, control: watch::Receiver<Control>) -> (String, Result<()>) {
-        let result = self.work(&env, control).await;
+        let mut wait = RETRY_FIRST;
+        let result = loop {
+            let mut started = false;
+            match self.work(&env, control.clone(), &mut started).await {
+                Err(e) if !started && startup_retriable(&e) => {
+                    if !retry_start(&self.name, self.id, &e, &mut wait, &control).await {
+                        break Ok(());
+                    }
+                }
+                other => break other,
+            }
+        };
         let stopped = self.task.stop().await;
         finish(&env, &self.name, self.id, result.and(stopped))
     }
 
-    async fn work(&mut self, env: &TaskEnv, mut control: watch::Receiver<Control>) -> Result<()> {
+    async fn work(&mut self, env: &TaskEnv, mut control: watch::Receiver<Control>, started: &mut bool) -> Result<()> {
         let mut cc = ConsumerConfig::default();
         cc.set("bootstrap.servers", &env.bootstrap)?;
         cc.set("group.id", &format!("connect-{}", self.name))?;
@@ -370,6 +415,7 @@ impl SinkRun {
         }
         let policy = ErrorPolicy::new(&self.config, &self.name, self.id, &env.bootstrap).await?;
         self.task.start(&self.config).await?;
+        *started = true;
         (env.status)(&self.name, self.id, TaskState::Running);
         tracing::info!(connector = %self.name, task = self.id, "sink task started");
         let mut last_commit = Instant::now();

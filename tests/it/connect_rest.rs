@@ -133,11 +133,11 @@ fn the_rest_api_drives_a_connectors_whole_life() -> Result<()> {
 
 #[test]
 fn tasks_spread_over_the_servers_and_move_when_one_dies() -> Result<()> {
-    let mut cluster = SamsaCluster::start(2, &[])?;
-    let (api1, api2) = (cluster.node(1).http_addr().to_string(), cluster.node(2).http_addr().to_string());
-    // Both servers join the Connect workers once they see a connector.
-    let gen = json!({"name": "gen", "config": {"connector.class": "DatagenSource", "kafka.topic": "gen-users", "quickstart": "users", "rate": "24", "tasks.max": "12"}});
-    let (code, created) = call(&api1, "POST", "/connectors", gen)?;
+    // Three nodes: the metadata quorum and the internal topics survive losing one.
+    let mut cluster = SamsaCluster::start(3, &[])?;
+    let apis: Vec<String> = (1..=3).map(|i| cluster.node(i).http_addr().to_string()).collect();
+    let gen = json!({"name": "gen", "config": {"connector.class": "DatagenSource", "kafka.topic": "gen-users", "quickstart": "users", "rate": "24", "tasks.max": "24"}});
+    let (code, created) = call(&apis[0], "POST", "/connectors", gen)?;
     ensure!(code == 201, "{code} {created}");
     let workers = |s: &Value| -> Vec<String> {
         let mut w: Vec<String> = s["tasks"].as_array().into_iter().flatten().filter_map(|t| t["worker_id"].as_str().map(str::to_string)).collect();
@@ -145,19 +145,23 @@ fn tasks_spread_over_the_servers_and_move_when_one_dies() -> Result<()> {
         w.dedup();
         w
     };
+    let all_running = |s: &Value| s["tasks"].as_array().is_some_and(|t| t.len() == 24 && t.iter().all(|t| t["state"] == "RUNNING"));
+    // Every server joins the Connect workers once it sees a connector (asking them for
+    // the status starts theirs at once).
     let mut last = Value::Null;
-    wait_until(Duration::from_secs(90), "12 tasks running over both servers", || {
-        last = status(&api2, "gen")?;
-        let tasks = last["tasks"].as_array().cloned().unwrap_or_default();
-        Ok(tasks.len() == 12 && tasks.iter().all(|t| t["state"] == "RUNNING") && workers(&last).len() == 2)
+    wait_until(Duration::from_secs(120), "24 tasks running over the three servers", || {
+        for api in &apis[1..] {
+            status(api, "gen")?;
+        }
+        last = status(&apis[0], "gen")?;
+        Ok(all_running(&last) && workers(&last).len() == 3)
     })
     .with_context(|| format!("status: {last}"))?;
-    // Server 2 dies; its tasks move to server 1.
-    cluster.kill9(2)?;
-    wait_until(Duration::from_secs(90), "every task running on server 1", || {
-        last = status(&api1, "gen")?;
-        let tasks = last["tasks"].as_array().cloned().unwrap_or_default();
-        Ok(tasks.len() == 12 && tasks.iter().all(|t| t["state"] == "RUNNING" && t["worker_id"] == api1.as_str()))
+    // Server 3 dies; its tasks move to the other two.
+    cluster.kill9(3)?;
+    wait_until(Duration::from_secs(120), "every task running on servers 1 and 2", || {
+        last = status(&apis[0], "gen")?;
+        Ok(all_running(&last) && workers(&last).iter().all(|w| *w == apis[0] || *w == apis[1]))
     })
     .with_context(|| format!("status: {last}"))?;
     Ok(())

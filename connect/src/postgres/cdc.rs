@@ -629,6 +629,9 @@ impl CdcTask {
 #[async_trait::async_trait]
 impl SourceTask for CdcTask {
     async fn start(&mut self, config: &Props, offsets: &dyn OffsetReader) -> Result<()> {
+        // A start may be tried again (the database was not reachable): begin afresh.
+        self.snapshot.clear();
+        self.relations.clear();
         self.params = Some(ConnParams::from_debezium(config).map_err(|e| Error::Config(e.message))?);
         self.prefix = prefix(config).unwrap_or_default().to_string();
         self.slot = get(config, "slot.name").unwrap_or("debezium").to_string();

@@ -295,6 +295,8 @@ impl JdbcSourceTask {
 #[async_trait::async_trait]
 impl SourceTask for JdbcSourceTask {
     async fn start(&mut self, config: &Props, offsets: &dyn OffsetReader) -> Result<()> {
+        // A start may be tried again (the database was not reachable): begin afresh.
+        self.tables.clear();
         self.params = Some(ConnParams::from_jdbc(config).map_err(|e| Error::Config(e.message))?);
         self.mode = Some(get(config, "mode").and_then(Mode::parse).ok_or_else(|| Error::Config("mode is not set".into()))?);
         self.query = get(config, "query").map(str::to_string);
