@@ -176,6 +176,33 @@ fn startup_retriable(e: &Error) -> bool {
     }
 }
 
+/// A task's loop, source or sink.
+#[async_trait::async_trait]
+trait Work: Send {
+    /// (connector, task number).
+    fn label(&self) -> (&str, usize);
+    /// Sets up, starts the task (then `*started` turns true) and runs it until told to stop.
+    async fn work(&mut self, env: &TaskEnv, control: watch::Receiver<Control>, started: &mut bool) -> Result<()>;
+}
+
+/// Runs `w`, trying again with backoff while it fails before its task started in a way
+/// that may pass; `Ok` when told to stop meanwhile.
+async fn run_retrying_start<W: Work>(w: &mut W, env: &TaskEnv, control: watch::Receiver<Control>) -> Result<()> {
+    let mut wait = RETRY_FIRST;
+    loop {
+        let mut started = false;
+        match w.work(env, control.clone(), &mut started).await {
+            Err(e) if !started && startup_retriable(&e) => {
+                let (name, id) = w.label();
+                if !retry_start(name, id, &e, &mut wait, &control).await {
+                    return Ok(());
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Waits before starting a task again; `false` when told to stop meanwhile.
 async fn retry_start(name: &str, id: usize, e: &Error, wait: &mut Duration, control: &watch::Receiver<Control>) -> bool {
     tracing::warn!(connector = %name, task = id, error = %e, "the task cannot start yet; trying again in {wait:?}");
@@ -200,20 +227,16 @@ fn finish(env: &TaskEnv, name: &str, id: usize, result: Result<()>) -> (String, 
 impl SourceRun {
     /// Runs until told to stop (or it fails); its label and result.
     pub async fn run(mut self, env: Arc<TaskEnv>, control: watch::Receiver<Control>) -> (String, Result<()>) {
-        let mut wait = RETRY_FIRST;
-        let result = loop {
-            let mut started = false;
-            match self.work(&env, control.clone(), &mut started).await {
-                Err(e) if !started && startup_retriable(&e) => {
-                    if !retry_start(&self.name, self.id, &e, &mut wait, &control).await {
-                        break Ok(());
-                    }
-                }
-                other => break other,
-            }
-        };
+        let result = run_retrying_start(&mut self, &env, control).await;
         let stopped = self.task.stop().await;
         finish(&env, &self.name, self.id, result.and(stopped))
+    }
+}
+
+#[async_trait::async_trait]
+impl Work for SourceRun {
+    fn label(&self) -> (&str, usize) {
+        (&self.name, self.id)
     }
 
     async fn work(&mut self, env: &TaskEnv, mut control: watch::Receiver<Control>, started: &mut bool) -> Result<()> {
@@ -382,20 +405,16 @@ impl SourceRun {
 impl SinkRun {
     /// Runs until told to stop (or it fails); its label and result.
     pub async fn run(mut self, env: Arc<TaskEnv>, control: watch::Receiver<Control>) -> (String, Result<()>) {
-        let mut wait = RETRY_FIRST;
-        let result = loop {
-            let mut started = false;
-            match self.work(&env, control.clone(), &mut started).await {
-                Err(e) if !started && startup_retriable(&e) => {
-                    if !retry_start(&self.name, self.id, &e, &mut wait, &control).await {
-                        break Ok(());
-                    }
-                }
-                other => break other,
-            }
-        };
+        let result = run_retrying_start(&mut self, &env, control).await;
         let stopped = self.task.stop().await;
         finish(&env, &self.name, self.id, result.and(stopped))
+    }
+}
+
+#[async_trait::async_trait]
+impl Work for SinkRun {
+    fn label(&self) -> (&str, usize) {
+        (&self.name, self.id)
     }
 
     async fn work(&mut self, env: &TaskEnv, mut control: watch::Receiver<Control>, started: &mut bool) -> Result<()> {
