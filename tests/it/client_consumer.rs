@@ -273,6 +273,9 @@ struct Looper {
     consumer: Arc<Consumer>,
     records: Arc<Mutex<Vec<ConsumerRecord>>>,
     stop: Arc<AtomicBool>,
+    /// When the latest `poll` call began: the consumer's max.poll.interval.ms clock
+    /// restarts no earlier than this.
+    last_poll_start: Arc<Mutex<Instant>>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
@@ -282,10 +285,12 @@ impl Looper {
     fn start(consumer: Arc<Consumer>, commit: bool) -> Looper {
         let records = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let last_poll_start = Arc::new(Mutex::new(Instant::now()));
         let task = tokio::spawn({
-            let (consumer, records, stop) = (consumer.clone(), records.clone(), stop.clone());
+            let (consumer, records, stop, last) = (consumer.clone(), records.clone(), stop.clone(), last_poll_start.clone());
             async move {
                 while !stop.load(Ordering::Acquire) {
+                    *last.lock().unwrap() = Instant::now();
                     let batch =
                         bounded("poll", CALL, consumer.poll(Duration::from_millis(100))).await??;
                     if batch.is_empty() {
@@ -316,6 +321,7 @@ impl Looper {
             consumer,
             records,
             stop,
+            last_poll_start,
             task,
         }
     }
@@ -1269,8 +1275,10 @@ async fn client_consumer_max_poll_interval_exceeded() -> Result<()> {
             && member_parts(&desc, &member_id(b_r)).is_some_and(|s| s.len() == 3))
     })
     .await?;
+    let a_last_poll = a_loop.last_poll_start.clone();
     let (a, _) = a_loop.stop().await?;
-    let stopped_at = Instant::now();
+    // The poll interval runs from A's last poll call, which began before the loop stopped.
+    let stopped_at = *a_last_poll.lock().unwrap();
     let (a_id, b_id) = (member_id(&a), member_id(&bc));
     let a_had = set(&a);
     assert_eq!(a_had.len(), 3);
