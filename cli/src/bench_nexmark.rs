@@ -102,7 +102,7 @@ pub struct NexmarkArgs {
     /// Only run the queries, over the events already in the topics.
     #[arg(long, conflicts_with = "generate_only")]
     pub queries_only: bool,
-    /// Queries to run (default: every runnable one, q0 q1 q2 q3 q4 q5 q7 q8).
+    /// Queries to run (default: all of them, q0 to q8).
     #[arg(long, value_delimiter = ',', value_name = "q0,q1,...")]
     pub queries: Vec<String>,
 }
@@ -111,17 +111,17 @@ pub struct NexmarkArgs {
 /// whether Samsa can run it yet.
 pub const NEXMARK_DDL: &str = include_str!("../../sql/nexmark/ddl.sql");
 /// The queries: name, SQL, and the suffixes of the source topics whose events it reads
-/// (a table joined in does not count; None: not runnable yet).
-pub const NEXMARK_QUERIES: [(&str, &str, Option<&[&str]>); 9] = [
-    ("q0", include_str!("../../sql/nexmark/q0.sql"), Some(&["bid"])),
-    ("q1", include_str!("../../sql/nexmark/q1.sql"), Some(&["bid"])),
-    ("q2", include_str!("../../sql/nexmark/q2.sql"), Some(&["bid"])),
-    ("q3", include_str!("../../sql/nexmark/q3.sql"), Some(&["auction"])),
-    ("q4", include_str!("../../sql/nexmark/q4.sql"), Some(&["auction", "bid"])),
-    ("q5", include_str!("../../sql/nexmark/q5.sql"), Some(&["bid"])),
-    ("q6", include_str!("../../sql/nexmark/q6.sql"), None),
-    ("q7", include_str!("../../sql/nexmark/q7.sql"), Some(&["bid"])),
-    ("q8", include_str!("../../sql/nexmark/q8.sql"), Some(&["person", "auction"])),
+/// (a table joined in does not count).
+pub const NEXMARK_QUERIES: [(&str, &str, &[&str]); 9] = [
+    ("q0", include_str!("../../sql/nexmark/q0.sql"), &["bid"]),
+    ("q1", include_str!("../../sql/nexmark/q1.sql"), &["bid"]),
+    ("q2", include_str!("../../sql/nexmark/q2.sql"), &["bid"]),
+    ("q3", include_str!("../../sql/nexmark/q3.sql"), &["auction"]),
+    ("q4", include_str!("../../sql/nexmark/q4.sql"), &["auction", "bid"]),
+    ("q5", include_str!("../../sql/nexmark/q5.sql"), &["bid"]),
+    ("q6", include_str!("../../sql/nexmark/q6.sql"), &["auction", "bid"]),
+    ("q7", include_str!("../../sql/nexmark/q7.sql"), &["bid"]),
+    ("q8", include_str!("../../sql/nexmark/q8.sql"), &["person", "auction"]),
 ];
 
 /// A person who sells or bids.
@@ -541,13 +541,10 @@ pub async fn run(args: NexmarkArgs) -> Result<(), String> {
 /// Runs each chosen query as a persistent query in this process over everything in the
 /// topics, timing it from its creation until it has processed every input event.
 async fn run_queries(args: &NexmarkArgs) -> Result<(), String> {
-    let chosen: Vec<&(&str, &str, Option<&[&str]>)> =
-        NEXMARK_QUERIES.iter().filter(|(name, _, runnable)| if args.queries.is_empty() { runnable.is_some() } else { args.queries.iter().any(|q| q == name) }).collect();
-    for (name, _, runnable) in &chosen {
-        if runnable.is_none() {
-            return Err(format!("Nexmark {name} is not runnable yet (see sql/nexmark/{name}.sql)"));
-        }
+    if let Some(unknown) = args.queries.iter().find(|q| !NEXMARK_QUERIES.iter().any(|(name, ..)| name == q)) {
+        return Err(format!("there is no Nexmark query {unknown}: the queries are q0 to q8"));
     }
+    let chosen: Vec<&(&str, &str, &[&str])> = NEXMARK_QUERIES.iter().filter(|(name, ..)| args.queries.is_empty() || args.queries.iter().any(|q| q == name)).collect();
     let state = std::env::temp_dir().join(format!("samsa-nexmark-{}", std::process::id()));
     let engine = samsa_sql::Engine::start(samsa_sql::EngineConfig { bootstrap: args.bootstrap.clone(), state_dir: state.clone(), run_queries: true })
         .await
@@ -566,7 +563,7 @@ async fn run_queries(args: &NexmarkArgs) -> Result<(), String> {
     for (name, sql, source) in chosen {
         let mut input = 0;
         let mut topics = Vec::new();
-        for suffix in source.expect("runnable").iter() {
+        for suffix in source.iter() {
             let topic = format!("{}{suffix}", args.topic_prefix);
             input += topic_records(&admin, &topic).await?;
             topics.push(topic);

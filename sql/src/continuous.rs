@@ -42,6 +42,7 @@ use samsa_streams::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::{accumulate, merge_states, result, AccState, AggInput, AggKind, AggSpec, RowsOf};
 use crate::catalog::{Catalog, SourceDef};
 use crate::engine::Properties;
 use crate::error::{Result, SqlError};
@@ -197,16 +198,6 @@ fn window_of(e: &Expr) -> Result<Option<(WindowSpec, Expr)>> {
 // ---------------------------------------------------------------------------------------
 // Planning
 
-/// Supported incremental aggregates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AggKind {
-    Count,
-    Sum,
-    Min,
-    Max,
-    Avg,
-}
-
 /// A compiled continuous query.
 pub struct QueryPlan {
     source: SourceDef,
@@ -221,7 +212,6 @@ pub struct QueryPlan {
 
 struct AggPlan {
     window: Option<WindowSpec>,
-    kinds: Vec<AggKind>,
     output: Arc<OutputShared>,
 }
 
@@ -233,6 +223,8 @@ struct InputShared {
     exprs: Vec<Arc<dyn PhysicalExpr>>,
     /// Aggregating: the aggregate arguments (`None`: COUNT(*)).
     args: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// Aggregating: each aggregate's ORDER BY value, if it has one.
+    orders: Vec<Option<Arc<dyn PhysicalExpr>>>,
     /// Event time: the window's time argument, or the stream's timestamp column.
     time: Option<Arc<dyn PhysicalExpr>>,
     /// Whether a window needs the event time (rows without one are dropped).
@@ -257,6 +249,8 @@ struct OutputShared {
     window_index: Option<usize>,
     /// Number of group expressions (including the window).
     groups: usize,
+    /// The aggregates.
+    specs: Vec<AggSpec>,
     having: Option<Arc<dyn PhysicalExpr>>,
     projection: Vec<Arc<dyn PhysicalExpr>>,
     output_schema: SchemaRef,
@@ -322,6 +316,103 @@ fn distinct_as_group_by(plan: LogicalPlan) -> Result<LogicalPlan> {
 
 /// Plans one SELECT level (an aggregation in FROM is planned first, as the input).
 async fn plan_logical(catalog: &Catalog, stats: Arc<Stats>, plan: &LogicalPlan) -> Result<QueryPlan> {
+    if let LogicalPlan::Projection(p) = plan {
+        if let LogicalPlan::Window(w) = p.input.as_ref() {
+            let (rewritten, frames) = window_as_aggregate(p, w)?;
+            return plan_level(catalog, stats, &rewritten, Some(&frames)).await;
+        }
+    }
+    plan_level(catalog, stats, plan, None).await
+}
+
+/// An OVER window as a continuous query sees it: a table with one row per partition, the
+/// window functions valued at its last row (in the window's order). That is an
+/// aggregation grouped by the PARTITION BY columns whose aggregates keep their frame's
+/// rows; this rewrites the window as that aggregation and gives each aggregate's frame
+/// (`None`: UNBOUNDED PRECEDING).
+fn window_as_aggregate(p: &datafusion::logical_expr::Projection, w: &datafusion::logical_expr::Window) -> Result<(LogicalPlan, Vec<Option<u64>>)> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::{Projection, WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition};
+    let shape_hint = "a continuous window query is SELECT <PARTITION BY columns>, AGG(x) OVER (PARTITION BY p ORDER BY t ROWS BETWEEN n PRECEDING AND CURRENT ROW) FROM ...";
+    if matches!(w.input.as_ref(), LogicalPlan::Window(_)) {
+        return Err(unsupported("window functions with different PARTITION BY or ORDER BY").hint(shape_hint));
+    }
+    let mut partition_by: Option<Vec<Expr>> = None;
+    let (mut aggs, mut frames) = (Vec::new(), Vec::new());
+    for e in &w.window_expr {
+        let Expr::WindowFunction(wf) = strip(e) else { return Err(unsupported(&format!("the window expression {e}"))) };
+        let WindowFunctionDefinition::AggregateUDF(udaf) = &wf.fun else {
+            return Err(unsupported(&format!("the window function {}() (ranking and offset functions)", wf.fun))
+                .hint("aggregates (COUNT, SUM, MIN, MAX, AVG) over a ROWS frame run continuously; for the top rows of a group use first_value(x ORDER BY y) in a GROUP BY"));
+        };
+        let params = &wf.params;
+        if params.order_by.is_empty() {
+            return Err(SqlError::new("a window function in a continuous query needs ORDER BY in its OVER clause")
+                .hint("write OVER (PARTITION BY p ORDER BY t ROWS BETWEEN 9 PRECEDING AND CURRENT ROW)"));
+        }
+        match &partition_by {
+            None => partition_by = Some(params.partition_by.clone()),
+            Some(p) if *p != params.partition_by => return Err(unsupported("window functions with different PARTITION BY").hint(shape_hint)),
+            Some(_) => {}
+        }
+        let frame = &params.window_frame;
+        let unbounded = |b: &WindowFrameBound| matches!(b, WindowFrameBound::Preceding(v) if v.is_null());
+        let preceding = match (&frame.units, &frame.start_bound, &frame.end_bound) {
+            (_, start, WindowFrameBound::CurrentRow) if unbounded(start) => None,
+            (WindowFrameUnits::Rows, WindowFrameBound::Preceding(n), WindowFrameBound::CurrentRow) => Some(match n {
+                ScalarValue::UInt64(Some(n)) => *n,
+                ScalarValue::Int64(Some(n)) if *n >= 0 => *n as u64,
+                other => return Err(SqlError::new(format!("a window frame's length is a constant number of rows, not {other}"))),
+            }),
+            (WindowFrameUnits::Rows, WindowFrameBound::CurrentRow, WindowFrameBound::CurrentRow) => Some(0),
+            _ => {
+                return Err(
+                    unsupported(&format!("the window frame {frame}")).hint("frames end at the current row: ROWS BETWEEN n PRECEDING AND CURRENT ROW, or UNBOUNDED PRECEDING")
+                )
+            }
+        };
+        let f =
+            datafusion::logical_expr::expr::AggregateFunction::new_udf(udaf.clone(), params.args.clone(), params.distinct, params.filter.clone(), params.order_by.clone(), None);
+        aggs.push(Expr::AggregateFunction(f));
+        frames.push(preceding);
+    }
+    let agg = Aggregate::try_new(w.input.clone(), partition_by.unwrap_or_default(), aggs)?;
+    let groups = agg.group_expr.len();
+    // The window's output columns become the aggregate's.
+    let inputs = w.input.schema().fields().len();
+    let renamed: Vec<(String, String)> = (0..w.window_expr.len()).map(|k| (w.schema.field(inputs + k).name().clone(), agg.schema.field(groups + k).name().clone())).collect();
+    // Other columns of the input have no single value in a partition's row.
+    let partition_by = &agg.group_expr;
+    for e in &p.expr {
+        for c in e.column_refs() {
+            let windowed = renamed.iter().any(|(from, _)| *from == c.name);
+            if !windowed && !partition_by.iter().any(|g| g.column_refs().contains(c)) {
+                return Err(SqlError::new(format!("column {} is neither in PARTITION BY nor in a window function", c.name))
+                    .hint("a continuous window query's result is a table with one row per partition: show the PARTITION BY columns and window functions"));
+            }
+        }
+    }
+    let mut exprs = Vec::new();
+    for (e, i) in p.expr.iter().zip(0..) {
+        let out_name = p.schema.field(i).name().clone();
+        let t = e.clone().transform(|e| {
+            Ok(match &e {
+                Expr::Column(c) => match renamed.iter().find(|(from, _)| *from == c.name) {
+                    Some((_, to)) => Transformed::yes(Expr::Column(datafusion::common::Column::from_name(to))),
+                    None => Transformed::no(e),
+                },
+                _ => Transformed::no(e),
+            })
+        })?;
+        exprs.push(t.data.alias_if_changed(out_name)?);
+    }
+    let agg_plan = Arc::new(LogicalPlan::Aggregate(agg));
+    let proj = Projection::try_new(exprs, agg_plan)?;
+    Ok((LogicalPlan::Projection(proj), frames))
+}
+
+/// Plans one SELECT level; `frames` when its aggregates are rewritten OVER windows.
+async fn plan_level(catalog: &Catalog, stats: Arc<Stats>, plan: &LogicalPlan, frames: Option<&[Option<u64>]>) -> Result<QueryPlan> {
     let output_schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
     let LogicalPlan::Projection(proj) = plan else {
         return Err(unsupported(&format!("a query shaped as {}", plan.display())));
@@ -370,7 +461,7 @@ async fn plan_logical(catalog: &Catalog, stats: Arc<Stats>, plan: &LogicalPlan) 
             let filter = filter.map(|f| phys(&f, &scan_schema)).transpose()?;
             let processed = inner.input.processed.clone();
             let (source, partitions) = (inner.source.clone(), inner.partitions);
-            let mut outer = plan_aggregate(a, &scan_schema, source, partitions, decoder, filter, None, None, proj, having, output_schema, stats, processed, true)?;
+            let mut outer = plan_aggregate(a, &scan_schema, source, partitions, decoder, filter, None, None, proj, having, output_schema, stats, processed, true, frames)?;
             outer.inner = Some(Box::new(inner));
             return Ok(outer);
         }
@@ -408,6 +499,7 @@ async fn plan_logical(catalog: &Catalog, stats: Arc<Stats>, plan: &LogicalPlan) 
                 filter,
                 exprs,
                 args: Vec::new(),
+                orders: Vec::new(),
                 time: ts_col,
                 windowed: false,
                 output_schema: Some(output_schema.clone()),
@@ -419,7 +511,7 @@ async fn plan_logical(catalog: &Catalog, stats: Arc<Stats>, plan: &LogicalPlan) 
             });
             Ok(QueryPlan { source, partitions, input, agg: None, output_schema, key_column: None, inner: None })
         }
-        Some(a) => plan_aggregate(a, &scan_schema, source, partitions, decoder, filter, ts_col, join, proj, having, output_schema, stats, processed, false),
+        Some(a) => plan_aggregate(a, &scan_schema, source, partitions, decoder, filter, ts_col, join, proj, having, output_schema, stats, processed, false, frames),
     }
 }
 
@@ -693,6 +785,7 @@ fn plan_aggregate(
     stats: Arc<Stats>,
     processed: Arc<AtomicU64>,
     retracting: bool,
+    frames: Option<&[Option<u64>]>,
 ) -> Result<QueryPlan> {
     let mut window = None;
     let mut window_index = None;
@@ -713,33 +806,56 @@ fn plan_aggregate(
             exprs.push(phys(g, scan_schema)?);
         }
     }
-    let mut kinds = Vec::new();
+    use datafusion::logical_expr::expr_schema::ExprSchemable;
+    let mut specs = Vec::new();
     let mut args = Vec::new();
-    for e in &a.aggr_expr {
+    let mut orders = Vec::new();
+    for (i, e) in a.aggr_expr.iter().enumerate() {
         let Expr::AggregateFunction(AggregateFunction { func, params }) = strip(e) else {
             return Err(unsupported(&format!("the aggregate {e}")));
         };
-        if params.distinct {
-            return Err(unsupported("DISTINCT inside an aggregate")
-                .hint("count distinct values with an aggregation over an aggregation: SELECT g, COUNT(*) FROM (SELECT g, x FROM s GROUP BY g, x) q GROUP BY g"));
+        if params.filter.is_some() {
+            return Err(unsupported("FILTER inside an aggregate").hint("put the condition in WHERE, or in a CASE inside the aggregate"));
         }
-        if params.filter.is_some() || !params.order_by.is_empty() {
-            return Err(unsupported("FILTER or ORDER BY inside an aggregate"));
-        }
-        let kind = match func.name() {
-            "count" => AggKind::Count,
-            "sum" => AggKind::Sum,
-            "min" => AggKind::Min,
-            "max" => AggKind::Max,
-            "avg" => AggKind::Avg,
-            other => {
-                return Err(SqlError::new(format!("aggregate {other}() is not supported in continuous queries")).hint("use COUNT, SUM, MIN, MAX or AVG"));
+        let name = func.name();
+        let over = frames.map(|f| f[i]);
+        let kind = match (name, over, params.distinct) {
+            ("count", None, true) => AggKind::CountDistinct,
+            (_, _, true) => return Err(unsupported(&format!("{}(DISTINCT ...)", name.to_uppercase())).hint("COUNT(DISTINCT x) is supported")),
+            ("count", None, _) => AggKind::Count,
+            ("sum", None, _) => AggKind::Sum,
+            ("min", None, _) => AggKind::Min,
+            ("max", None, _) => AggKind::Max,
+            ("avg", None, _) => AggKind::Avg,
+            ("first_value" | "last_value", None, _) => AggKind::First,
+            (other, None, _) => {
+                return Err(SqlError::new(format!("aggregate {other}() is not supported in continuous queries"))
+                    .hint("use COUNT, COUNT(DISTINCT), SUM, MIN, MAX, AVG, or first_value/last_value(x ORDER BY y)"));
+            }
+            (f, Some(preceding), _) => {
+                let of = match f {
+                    "count" => RowsOf::Count,
+                    "sum" => RowsOf::Sum,
+                    "min" => RowsOf::Min,
+                    "max" => RowsOf::Max,
+                    "avg" => RowsOf::Avg,
+                    other => return Err(unsupported(&format!("{other}() OVER (...)")).hint("COUNT, SUM, MIN, MAX and AVG work over a window frame")),
+                };
+                AggKind::Rows { preceding, of }
             }
         };
-        if retracting && matches!(kind, AggKind::Min | AggKind::Max) {
-            return Err(unsupported("MIN or MAX over an aggregation (its rows change)").hint("COUNT, SUM and AVG can aggregate an aggregation"));
-        }
-        kinds.push(kind);
+        let ordered = matches!(kind, AggKind::First | AggKind::Rows { .. });
+        let (order, desc) = match (ordered, params.order_by.as_slice()) {
+            (false, _) => (None, false),
+            (true, [sort]) => (Some(sort), !sort.asc),
+            (true, []) => return Err(SqlError::new(format!("{name} needs an order in a continuous query")).hint(format!("write {name}(x ORDER BY t)"))),
+            (true, _) => return Err(unsupported("an ORDER BY of more than one expression in an aggregate or window")),
+        };
+        // last_value is the first in the reverse order.
+        let desc = if name == "last_value" { !desc } else { desc };
+        let order_type = order.map(|o| o.expr.get_type(scan_schema.as_ref())).transpose()?;
+        specs.push(AggSpec { kind, out: a.schema.field(a.group_expr.len() + i).data_type().clone(), order: order_type, desc, retracting });
+        orders.push(order.map(|o| phys(&o.expr, scan_schema)).transpose()?);
         args.push(match params.args.first() {
             None => None,
             Some(arg) => Some(phys(arg, scan_schema)?),
@@ -760,6 +876,7 @@ fn plan_aggregate(
         filter,
         exprs,
         args,
+        orders,
         windowed: window.is_some(),
         time,
         output_schema: None,
@@ -769,8 +886,8 @@ fn plan_aggregate(
         stats,
         processed,
     });
-    let output = Arc::new(OutputShared { agg_schema, window_index, groups: a.group_expr.len(), having, projection, output_schema: output_schema.clone(), retracting });
-    Ok(QueryPlan { source, partitions, input, agg: Some(AggPlan { window, kinds, output }), output_schema, key_column, inner: None })
+    let output = Arc::new(OutputShared { agg_schema, window_index, groups: a.group_expr.len(), specs, having, projection, output_schema: output_schema.clone(), retracting });
+    Ok(QueryPlan { source, partitions, input, agg: Some(AggPlan { window, output }), output_schema, key_column, inner: None })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -801,46 +918,6 @@ fn eval_ms(e: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> DfResult<Option<i6
             a.is_valid(0).then(|| a.value(0))
         }
     })
-}
-
-/// Aggregation input, carried through the repartition topic: group values and argument
-/// values as text (typed again from the plan's schema where needed).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct AggInput {
-    g: Vec<Option<String>>,
-    a: Vec<Option<String>>,
-    /// +1 adds the input, -1 retracts it.
-    #[serde(default = "plus_one", skip_serializing_if = "is_plus_one")]
-    s: i64,
-}
-
-fn plus_one() -> i64 {
-    1
-}
-
-fn is_plus_one(s: &i64) -> bool {
-    *s == 1
-}
-
-/// One accumulator's state.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-enum Acc {
-    Count(i64),
-    SumInt(Option<i64>),
-    SumFloat(Option<f64>),
-    Min(Option<String>),
-    Max(Option<String>),
-    Avg(f64, i64),
-}
-
-/// A group's state: its group values and accumulators.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-struct AccState {
-    g: Vec<Option<String>>,
-    acc: Vec<Acc>,
-    /// Inputs added minus inputs retracted.
-    #[serde(default)]
-    rows: i64,
 }
 
 /// Decodes one input record; a malformed one is counted, logged and `None`.
@@ -913,8 +990,13 @@ impl InputShared {
         }
         let g = self.exprs.iter().map(|e| eval_text(e, &batch)).collect::<DfResult<Vec<_>>>()?;
         let a = self.args.iter().map(|e| e.as_ref().map_or(Ok(Some("1".to_string())), |e| eval_text(e, &batch))).collect::<DfResult<Vec<_>>>()?;
+        let o = if self.orders.iter().any(Option::is_some) {
+            self.orders.iter().map(|e| e.as_ref().map_or(Ok(None), |e| eval_text(e, &batch))).collect::<DfResult<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         let key = serde_json::to_string(&g).unwrap_or_default();
-        let v = serde_json::to_vec(&AggInput { g, a, s: sign }).unwrap_or_default();
+        let v = serde_json::to_vec(&AggInput { g, a, o, s: sign }).unwrap_or_default();
         ctx.forward(Record::new(Some(key), Some(Bytes::from(v)), ts));
         Ok(())
     }
@@ -1050,109 +1132,6 @@ impl Processor<Option<Bytes>, Option<Bytes>, Option<String>, Option<Bytes>> for 
     }
 }
 
-fn parse_f64(s: &Option<String>) -> Option<f64> {
-    s.as_deref().and_then(|s| s.parse().ok())
-}
-
-fn compare(dt: &DataType, a: &str, b: &str) -> std::cmp::Ordering {
-    match (ScalarValue::try_from_string(a.to_string(), dt), ScalarValue::try_from_string(b.to_string(), dt)) {
-        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
-        _ => a.cmp(b),
-    }
-}
-
-/// Adds one input to a group's state.
-fn accumulate(kinds: &[AggKind], out_types: &[DataType], input: AggInput, mut st: AccState) -> AccState {
-    if st.acc.is_empty() {
-        st.acc = kinds
-            .iter()
-            .zip(out_types)
-            .map(|(k, t)| match k {
-                AggKind::Count => Acc::Count(0),
-                AggKind::Sum if t.is_integer() => Acc::SumInt(None),
-                AggKind::Sum => Acc::SumFloat(None),
-                AggKind::Min => Acc::Min(None),
-                AggKind::Max => Acc::Max(None),
-                AggKind::Avg => Acc::Avg(0.0, 0),
-            })
-            .collect();
-    }
-    st.g = input.g;
-    let sign = input.s;
-    st.rows += sign;
-    for ((acc, v), t) in st.acc.iter_mut().zip(&input.a).zip(out_types) {
-        let Some(text) = v else { continue };
-        match acc {
-            Acc::Count(n) => *n += sign,
-            Acc::SumInt(s) => {
-                if let Ok(x) = text.parse::<i64>() {
-                    *s = Some(s.unwrap_or(0).wrapping_add(sign.wrapping_mul(x)));
-                }
-            }
-            Acc::SumFloat(s) => {
-                if let Some(x) = parse_f64(v) {
-                    *s = Some(s.unwrap_or(0.0) + sign as f64 * x);
-                }
-            }
-            Acc::Min(m) => {
-                if m.as_ref().is_none_or(|cur| compare(t, text, cur).is_lt()) {
-                    *m = Some(text.clone());
-                }
-            }
-            Acc::Max(m) => {
-                if m.as_ref().is_none_or(|cur| compare(t, text, cur).is_gt()) {
-                    *m = Some(text.clone());
-                }
-            }
-            Acc::Avg(s, n) => {
-                if let Some(x) = parse_f64(v) {
-                    *s += sign as f64 * x;
-                    *n += sign;
-                }
-            }
-        }
-    }
-    st
-}
-
-/// Merges two session states (sessions joined by a record in between).
-fn merge_states(out_types: &[DataType], a: AccState, b: AccState) -> AccState {
-    if a.acc.is_empty() {
-        return b;
-    }
-    if b.acc.is_empty() {
-        return a;
-    }
-    let acc = a
-        .acc
-        .into_iter()
-        .zip(b.acc)
-        .zip(out_types)
-        .map(|((x, y), t)| match (x, y) {
-            (Acc::Count(p), Acc::Count(q)) => Acc::Count(p + q),
-            (Acc::SumInt(p), Acc::SumInt(q)) => Acc::SumInt(match (p, q) {
-                (None, None) => None,
-                (p, q) => Some(p.unwrap_or(0).wrapping_add(q.unwrap_or(0))),
-            }),
-            (Acc::SumFloat(p), Acc::SumFloat(q)) => Acc::SumFloat(match (p, q) {
-                (None, None) => None,
-                (p, q) => Some(p.unwrap_or(0.0) + q.unwrap_or(0.0)),
-            }),
-            (Acc::Min(p), Acc::Min(q)) => Acc::Min(match (p, q) {
-                (Some(p), Some(q)) => Some(if compare(t, &p, &q).is_le() { p } else { q }),
-                (p, q) => p.or(q),
-            }),
-            (Acc::Max(p), Acc::Max(q)) => Acc::Max(match (p, q) {
-                (Some(p), Some(q)) => Some(if compare(t, &p, &q).is_ge() { p } else { q }),
-                (p, q) => p.or(q),
-            }),
-            (Acc::Avg(s1, n1), Acc::Avg(s2, n2)) => Acc::Avg(s1 + s2, n1 + n2),
-            (x, _) => x,
-        })
-        .collect();
-    AccState { g: if a.g.is_empty() { b.g } else { a.g }, acc, rows: a.rows + b.rows }
-}
-
 impl OutputShared {
     /// The output row of a group (None when HAVING rejects it).
     fn row(&self, st: &AccState, window_start: Option<i64>) -> DfResult<Option<RecordBatch>> {
@@ -1169,16 +1148,7 @@ impl OutputShared {
                     }
                 }
             } else {
-                match &st.acc[i - self.groups] {
-                    Acc::Count(n) => ScalarValue::Int64(Some(*n)),
-                    Acc::SumInt(s) => ScalarValue::Int64(*s),
-                    Acc::SumFloat(s) => ScalarValue::Float64(*s),
-                    Acc::Min(m) | Acc::Max(m) => match m {
-                        Some(text) => ScalarValue::try_from_string(text.clone(), f.data_type())?,
-                        None => ScalarValue::try_from(f.data_type())?,
-                    },
-                    Acc::Avg(s, n) => ScalarValue::Float64((*n > 0).then(|| s / *n as f64)),
-                }
+                result(&self.specs[i - self.groups], &st.acc[i - self.groups])?
             };
             cols.push(cast(&value.to_array_of_size(1)?, f.data_type())?);
         }
@@ -1480,16 +1450,15 @@ fn build(plan: &QueryPlan, b: &StreamsBuilder, store: &str, dead_letter: Option<
         }
     };
     let Some(agg) = &plan.agg else { return staged };
-    let kinds = agg.kinds.clone();
-    let types: Vec<DataType> = agg.output.agg_schema.fields().iter().skip(agg.output.groups).map(|f| f.data_type().clone()).collect();
+    let specs = Arc::new(agg.output.specs.clone());
     // The input stage's JSON goes through the repartition topic as it is and is parsed
     // once, in the aggregate step.
     let grouped = staged.map(|k: Option<String>, v: Option<Bytes>| (k.unwrap_or_default(), v.unwrap_or_default())).group_by_key();
     let out = agg.output.clone();
     let step = {
-        let (kinds, types) = (kinds.clone(), types.clone());
+        let specs = specs.clone();
         move |_k: &_, v: Bytes, st: Json<AccState>| match serde_json::from_slice::<AggInput>(&v) {
-            Ok(input) => Json(accumulate(&kinds, &types, input, st.0)),
+            Ok(input) => Json(accumulate(&specs, input, st.0)),
             Err(_) => st,
         }
     };
@@ -1511,13 +1480,13 @@ fn build(plan: &QueryPlan, b: &StreamsBuilder, store: &str, dead_letter: Option<
         }
         Some(WindowSpec::Session { gap, grace }) => {
             let w = SessionWindows::of_inactivity_gap_and_grace(Duration::from_millis(gap as u64), Duration::from_millis(grace as u64));
-            let types2 = types.clone();
+            let specs2 = specs.clone();
             grouped
                 .windowed_by_session(w)
                 .aggregate_with(
                     || Json(AccState::default()),
                     move |k: &String, v, st| step(k, v, st),
-                    move |_k: &String, a: Json<AccState>, b: Json<AccState>| Json(merge_states(&types2, a.0, b.0)),
+                    move |_k: &String, a: Json<AccState>, b: Json<AccState>| Json(merge_states(&specs2, a.0, b.0)),
                     Materialized::named(store),
                 )
                 .to_changelog_stream()

@@ -6,6 +6,7 @@
 //! - [`http`] serves the engine at `POST /sql`; `samsa sql` is its shell.
 
 pub mod error;
+mod aggregate;
 pub mod catalog;
 pub mod connectors;
 pub mod continuous;
