@@ -449,19 +449,43 @@ async fn plan_level(catalog: &Catalog, stats: Arc<Stats>, plan: &LogicalPlan, fr
         }
         other => other,
     };
-    // An aggregation over an aggregation: the inner one's result rows are the input, each
-    // update retracting the row it replaces.
-    if let (Some(a), LogicalPlan::SubqueryAlias(sq)) = (agg, scan_plan) {
+    // A subquery in FROM runs first; its result rows are this level's input. An
+    // aggregation's rows change, so each update retracts the row it replaces.
+    if let LogicalPlan::SubqueryAlias(sq) = scan_plan {
         if !matches!(sq.input.as_ref(), LogicalPlan::TableScan(_)) {
             let inner = Box::pin(plan_logical(catalog, stats.clone(), sq.input.as_ref())).await?;
-            if !inner.is_aggregate() {
-                return Err(unsupported("a subquery without GROUP BY in FROM").hint("write its conditions in the outer query"));
-            }
             let decoder = Decoder::new(Format::Json, &inner.output_columns())?;
             let filter = filter.map(|f| phys(&f, &scan_schema)).transpose()?;
             let processed = inner.input.processed.clone();
             let (source, partitions) = (inner.source.clone(), inner.partitions);
-            let mut outer = plan_aggregate(a, &scan_schema, source, partitions, decoder, filter, None, None, proj, having, output_schema, stats, processed, true, frames)?;
+            let mut outer = match agg {
+                Some(a) => {
+                    plan_aggregate(a, &scan_schema, source, partitions, decoder, filter, None, None, proj, having, output_schema, stats, processed, inner.is_aggregate(), frames)?
+                }
+                None if inner.is_aggregate() => {
+                    return Err(unsupported("a query over a GROUP BY subquery without a GROUP BY of its own")
+                        .hint("filter the groups with HAVING in the subquery, or make the subquery the table and query it"))
+                }
+                None => {
+                    let exprs = proj.expr.iter().map(|e| phys(e, &scan_schema)).collect::<Result<Vec<_>>>()?;
+                    let input = Arc::new(InputShared {
+                        decoder,
+                        filter,
+                        exprs,
+                        args: Vec::new(),
+                        orders: Vec::new(),
+                        time: None,
+                        windowed: false,
+                        output_schema: Some(output_schema.clone()),
+                        key_index: None,
+                        join: None,
+                        scan_schema: Arc::new(scan_schema.as_arrow().clone()),
+                        stats,
+                        processed,
+                    });
+                    QueryPlan { source, partitions, input, agg: None, output_schema, key_column: None, inner: None }
+                }
+            };
             outer.inner = Some(Box::new(inner));
             return Ok(outer);
         }
@@ -1300,16 +1324,16 @@ impl Running {
     }
 }
 
-/// Turns the changes of an inner aggregation's table into inputs of the outer one: an
-/// update retracts the row it replaces (kept in a store, by the inner key) and adds the
-/// new one; a deletion retracts only.
-struct RetractStage {
+/// Turns the result rows of a subquery into inputs of the query over it. The changes of
+/// an aggregation's table (`store`: the rows, by key) retract the row they replace, and a
+/// deletion retracts only; a stateless subquery's rows are added as they come.
+struct SubqueryStage {
     shared: Arc<InputShared>,
-    store: String,
+    store: Option<String>,
     h: Option<KvHandle<String, String>>,
 }
 
-impl RetractStage {
+impl SubqueryStage {
     /// An inner result row (JSON) as a batch of the outer query's input schema.
     fn row_batch(&self, row: &str) -> DfResult<RecordBatch> {
         let raw = RawRecord { key: None, value: Some(Bytes::from(row.to_string())), partition: -1, offset: -1, timestamp: 0 };
@@ -1323,27 +1347,35 @@ impl RetractStage {
     }
 }
 
-impl Processor<Option<String>, Option<Bytes>, Option<String>, Option<Bytes>> for RetractStage {
+impl Processor<Option<String>, Option<Bytes>, Option<String>, Option<Bytes>> for SubqueryStage {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>) -> samsa_streams::Result<()> {
-        self.h = Some(ctx.kv_store(&self.store)?);
+        if let Some(store) = &self.store {
+            self.h = Some(ctx.kv_store(store)?);
+        }
         Ok(())
     }
 
     fn process(&mut self, ctx: &mut ProcessorContext<'_, '_, Option<String>, Option<Bytes>>, r: Record<Option<String>, Option<Bytes>>) -> samsa_streams::Result<()> {
-        let h = self.h.clone().expect("initialized");
-        let key = r.key.unwrap_or_default();
-        let old = ctx.kv(&h).get(&key)?;
         let new = r.value.map(|v| String::from_utf8_lossy(&v).into_owned());
-        match &new {
-            Some(v) => ctx.kv(&h).put(&key, v)?,
-            None => {
-                ctx.kv(&h).delete(&key)?;
+        let (old, key) = match self.h.clone() {
+            Some(h) => {
+                let key = r.key.unwrap_or_default();
+                let old = ctx.kv(&h).get(&key)?;
+                match &new {
+                    Some(v) => ctx.kv(&h).put(&key, v)?,
+                    None => {
+                        ctx.kv(&h).delete(&key)?;
+                    }
+                }
+                (old, None)
             }
-        }
+            None => (None, r.key),
+        };
         for (row, sign) in [(old, -1), (new, 1)] {
             let Some(row) = row else { continue };
-            if let Err(e) = self.row_batch(&row).and_then(|batch| self.shared.evaluate(ctx, batch, None, r.timestamp, sign)) {
-                tracing::warn!(error = %e, "an inner result row skipped: the query cannot evaluate it");
+            if let Err(e) = self.row_batch(&row).and_then(|batch| self.shared.evaluate(ctx, batch, key.clone(), r.timestamp, sign)) {
+                self.shared.stats.malformed_records.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "a subquery's result row skipped: the query cannot evaluate it");
             }
         }
         Ok(())
@@ -1396,11 +1428,15 @@ fn dead_letters(src: &KStream<Option<Bytes>, Option<Bytes>>, decoder: &Decoder, 
 fn build(plan: &QueryPlan, b: &StreamsBuilder, store: &str, dead_letter: Option<(&str, &str)>) -> KStream<Option<String>, Option<Bytes>> {
     let input = plan.input.clone();
     let staged: KStream<Option<String>, Option<Bytes>> = if let Some(inner) = &plan.inner {
-        let changes = build(inner, b, &format!("{store}-inner"), dead_letter);
-        let previous = format!("{store}-previous");
-        b.add_state_store(StoreDef::key_value(previous.clone()));
-        let (i2, p2) = (input.clone(), previous.clone());
-        changes.process(move || RetractStage { shared: i2.clone(), store: p2.clone(), h: None }, &[previous.as_str()])
+        let rows = build(inner, b, &format!("{store}-inner"), dead_letter);
+        if inner.is_aggregate() {
+            let previous = format!("{store}-previous");
+            b.add_state_store(StoreDef::key_value(previous.clone()));
+            let (i2, p2) = (input.clone(), previous.clone());
+            rows.process(move || SubqueryStage { shared: i2.clone(), store: Some(p2.clone()), h: None }, &[previous.as_str()])
+        } else {
+            rows.process(move || SubqueryStage { shared: input.clone(), store: None, h: None }, &[])
+        }
     } else {
         let src = b.stream::<Option<Bytes>, Option<Bytes>>(&plan.source.topic);
         dead_letters(&src, &plan.input.decoder, dead_letter);
