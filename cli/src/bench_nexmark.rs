@@ -586,7 +586,11 @@ async fn run_queries(args: &NexmarkArgs) -> Result<(), String> {
             if done != last_done {
                 (last_done, last_change) = (done, Instant::now());
             } else if last_change.elapsed() > STALL_LIMIT {
-                return Err(format!("{name} made no progress for {} s at {done} of {input} events", STALL_LIMIT.as_secs()));
+                return Err(format!(
+                    "{name} made no progress for {} s at {done} of {input} events; this process counts only its own share: \
+                     a samsa server with its HTTP API on the same cluster runs persistent queries too (start it with --no-http for the bench)",
+                    STALL_LIMIT.as_secs()
+                ));
             }
             if last_report.elapsed() >= Duration::from_secs(1) {
                 eprintln!("  {name}: {done}/{input} events ({:.0}/s)", done as f64 / start.elapsed().as_secs_f64());

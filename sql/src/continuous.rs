@@ -15,10 +15,14 @@
 //!
 //! Expressions (WHERE, group keys, aggregate arguments, HAVING, the SELECT list) are
 //! DataFusion physical expressions evaluated on one-row Arrow batches, so every scalar
-//! function DataFusion has works. Aggregates are incremental (COUNT, SUM, MIN, MAX, AVG).
+//! function DataFusion has works. Aggregates are incremental (see `aggregate.rs`).
 //! Windows are table-less group keys: `tumble(time, size [, grace])`,
 //! `hop(time, size, advance [, grace])`, `session(time, gap [, grace])`; the window
 //! column's value is the window start.
+//!
+//! A subquery in FROM is planned first and its topology built in front: its result rows
+//! are the input of the level above (an aggregation's changes retract the rows they
+//! replace). An OVER window becomes an aggregation grouped by its PARTITION BY columns.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

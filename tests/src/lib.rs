@@ -172,6 +172,8 @@ pub struct ServerBuilder {
     listen: Option<String>,
     /// `--controller-listen` and `--voters` (cluster mode).
     quorum: Option<(String, String)>,
+    /// `--no-http`: no HTTP API, so no SQL engine that runs persistent queries.
+    no_http: bool,
 }
 
 impl ServerBuilder {
@@ -203,6 +205,13 @@ impl ServerBuilder {
     /// Runs as a cluster node: `--controller-listen` and `--voters`.
     pub fn quorum(mut self, controller_listen: impl Into<String>, voters: impl Into<String>) -> Self {
         self.quorum = Some((controller_listen.into(), voters.into()));
+        self
+    }
+
+    /// Runs without the HTTP API (`--no-http`): the server then runs no persistent SQL
+    /// queries of its own, so a process with its own engine runs them all.
+    pub fn no_http(mut self) -> Self {
+        self.no_http = true;
         self
     }
 
@@ -257,10 +266,13 @@ impl SamsaServer {
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--listen")
-            .arg(builder.listen.as_deref().unwrap_or("127.0.0.1:0"))
+            .arg(builder.listen.as_deref().unwrap_or("127.0.0.1:0"));
+        if builder.no_http {
+            cmd.arg("--no-http");
+        } else {
             // Never the default port: tests run side by side.
-            .arg("--http-listen")
-            .arg("127.0.0.1:0");
+            cmd.arg("--http-listen").arg("127.0.0.1:0");
+        }
         if let Some(id) = builder.node_id {
             cmd.arg("--node-id").arg(id.to_string());
         }
@@ -317,7 +329,7 @@ impl SamsaServer {
                     } else {
                         seen.push(line);
                     }
-                    if !server.addr.is_empty() && !server.http_addr.is_empty() {
+                    if !server.addr.is_empty() && (!server.http_addr.is_empty() || server.builder.no_http) {
                         return Ok(server);
                     }
                 }
