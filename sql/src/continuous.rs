@@ -470,25 +470,7 @@ async fn plan_level(catalog: &Catalog, stats: Arc<Stats>, plan: &LogicalPlan, fr
                     return Err(unsupported("a query over a GROUP BY subquery without a GROUP BY of its own")
                         .hint("filter the groups with HAVING in the subquery, or make the subquery the table and query it"))
                 }
-                None => {
-                    let exprs = proj.expr.iter().map(|e| phys(e, &scan_schema)).collect::<Result<Vec<_>>>()?;
-                    let input = Arc::new(InputShared {
-                        decoder,
-                        filter,
-                        exprs,
-                        args: Vec::new(),
-                        orders: Vec::new(),
-                        time: None,
-                        windowed: false,
-                        output_schema: Some(output_schema.clone()),
-                        key_index: None,
-                        join: None,
-                        scan_schema: Arc::new(scan_schema.as_arrow().clone()),
-                        stats,
-                        processed,
-                    });
-                    QueryPlan { source, partitions, input, agg: None, output_schema, key_column: None, inner: None }
-                }
+                None => stateless(proj, &scan_schema, source, partitions, decoder, filter, None, None, None, output_schema, stats, processed)?,
             };
             outer.inner = Some(Box::new(inner));
             return Ok(outer);
@@ -520,27 +502,47 @@ async fn plan_level(catalog: &Catalog, stats: Arc<Stats>, plan: &LogicalPlan, fr
     let processed = Arc::new(AtomicU64::new(0));
     match agg {
         None => {
-            let exprs = proj.expr.iter().map(|e| phys(e, &scan_schema)).collect::<Result<Vec<_>>>()?;
             let key_index = source.key.as_ref().and_then(|k| output_schema.fields().iter().position(|f| f.name() == k));
-            let input = Arc::new(InputShared {
-                decoder,
-                filter,
-                exprs,
-                args: Vec::new(),
-                orders: Vec::new(),
-                time: ts_col,
-                windowed: false,
-                output_schema: Some(output_schema.clone()),
-                key_index,
-                join,
-                scan_schema: Arc::new(scan_schema.as_arrow().clone()),
-                stats,
-                processed,
-            });
-            Ok(QueryPlan { source, partitions, input, agg: None, output_schema, key_column: None, inner: None })
+            stateless(proj, &scan_schema, source, partitions, decoder, filter, ts_col, key_index, join, output_schema, stats, processed)
         }
         Some(a) => plan_aggregate(a, &scan_schema, source, partitions, decoder, filter, ts_col, join, proj, having, output_schema, stats, processed, false, frames),
     }
+}
+
+/// A query without GROUP BY: the input stage evaluates the SELECT list, which is the
+/// output row (keyed by the `key_index` column, else by the input record's key).
+#[allow(clippy::too_many_arguments)]
+fn stateless(
+    proj: &datafusion::logical_expr::Projection,
+    scan_schema: &DFSchemaRef,
+    source: SourceDef,
+    partitions: i32,
+    decoder: Decoder,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    time: Option<Arc<dyn PhysicalExpr>>,
+    key_index: Option<usize>,
+    join: Option<JoinPlan>,
+    output_schema: SchemaRef,
+    stats: Arc<Stats>,
+    processed: Arc<AtomicU64>,
+) -> Result<QueryPlan> {
+    let exprs = proj.expr.iter().map(|e| phys(e, scan_schema)).collect::<Result<Vec<_>>>()?;
+    let input = Arc::new(InputShared {
+        decoder,
+        filter,
+        exprs,
+        args: Vec::new(),
+        orders: Vec::new(),
+        time,
+        windowed: false,
+        output_schema: Some(output_schema.clone()),
+        key_index,
+        join,
+        scan_schema: Arc::new(scan_schema.as_arrow().clone()),
+        stats,
+        processed,
+    });
+    Ok(QueryPlan { source, partitions, input, agg: None, output_schema, key_column: None, inner: None })
 }
 
 /// One input of a join: how its records are decoded, keyed and timed.
