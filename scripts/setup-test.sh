@@ -5,6 +5,8 @@
 #     postgresql (the PostgreSQL connector tests start their own server from it)
 #   - Python clients pinned in tests/clients/requirements.txt (confluent-kafka, kafka-python)
 #   - kafkajs pinned in tests/clients/js/package-lock.json (npm ci)
+#   - a virtual environment for the Python package's tests ($SAMSA_VENV, default
+#     ~/.cache/samsa-venv) with python/tests/requirements.txt
 #   - cargo-nextest (preinstalled on the project's machines; built from crates.io otherwise)
 set -euo pipefail
 
@@ -66,6 +68,30 @@ if [ "$want_js" = "$have_js" ]; then
 else
   say "npm ci in $js (kafkajs $want_js)"
   (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# --- the Python package's test environment -------------------------------------------
+# A virtual environment outside the clone with pytest, pyarrow, pandas, confluent-kafka and
+# maturin (python/tests/requirements.txt); scripts/test.sh installs ./python into it.
+venv="${SAMSA_VENV:-$HOME/.cache/samsa-venv}"
+preq="python/tests/requirements.txt"
+if [ ! -x "$venv/bin/python" ]; then
+  say "python3 -m venv $venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    # Debian's python3 needs its venv package for this.
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q python3-venv
+    python3 -m venv "$venv"
+  fi
+fi
+if cmp -s "$preq" "$venv/.samsa-requirements" 2>/dev/null; then
+  say "Python test environment present ($venv)"
+else
+  say "pip install -r $preq into $venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q -r "$preq"
+  cp "$preq" "$venv/.samsa-requirements"
 fi
 
 # --- cargo-nextest ----------------------------------------------------------------------

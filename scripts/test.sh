@@ -18,4 +18,15 @@ echo "test: cargo build --bin samsa (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --bin samsa
 
 echo "test: cargo nextest run --workspace"
-cargo nextest run --workspace --no-fail-fast
+status=0
+cargo nextest run --workspace --no-fail-fast || status=$?
+
+# The Python package: built with the workspace's dev profile into the same target dir, so
+# it reuses the build above, then its pytest suite (python/tests).
+venv="${SAMSA_VENV:-$HOME/.cache/samsa-venv}"
+echo "test: pip install ./python into $venv"
+export MATURIN_PEP517_ARGS="--profile dev"
+PATH="$venv/bin:$PATH" "$venv/bin/python" -m pip install -q --no-build-isolation --force-reinstall --no-deps ./python
+echo "test: pytest python/tests"
+(cd python/tests && "$venv/bin/python" -m pytest -q) || status=$?
+exit $status

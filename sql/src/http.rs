@@ -130,6 +130,18 @@ impl LazyEngine {
     }
 }
 
+/// How a response carries its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResultFormat {
+    /// JSON (bounded) or newline-delimited JSON (continuous); the default.
+    #[default]
+    Json,
+    /// An Arrow IPC stream (`application/vnd.apache.arrow.stream`): the schema, then the
+    /// batches as they come. A continuous result that fails ends with the IPC end marker
+    /// followed by the JSON error body.
+    Arrow,
+}
+
 /// A parsed request body.
 #[derive(Debug, PartialEq)]
 pub struct Request {
@@ -137,10 +149,12 @@ pub struct Request {
     pub sql: String,
     /// Per-request properties.
     pub properties: Properties,
+    /// How the rows come back (`"format": "json" | "arrow"`).
+    pub format: ResultFormat,
 }
 
-/// Parses a request body: `{"sql": "...", "properties": {"k": "v"}}` (properties
-/// optional; numbers and booleans are taken as their text).
+/// Parses a request body: `{"sql": "...", "properties": {"k": "v"}, "format": "json"}`
+/// (properties and format optional; numbers and booleans are taken as their text).
 pub fn parse_request(body: &[u8]) -> Result<Request> {
     let bad = |why: &str| SqlError::new(format!("{why}: {BODY_HINT}"));
     let value: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("the body is not JSON ({e})")))?;
@@ -166,10 +180,16 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
         }
         Some(_) => return Err(bad("\"properties\" is not an object of strings")),
     }
+    let format = match obj.remove("format") {
+        None | Some(Value::Null) => ResultFormat::Json,
+        Some(Value::String(f)) if f.eq_ignore_ascii_case("json") => ResultFormat::Json,
+        Some(Value::String(f)) if f.eq_ignore_ascii_case("arrow") => ResultFormat::Arrow,
+        Some(other) => return Err(SqlError::new(format!("\"format\" is {other}; give \"json\" or \"arrow\""))),
+    };
     if let Some(k) = obj.keys().next() {
         return Err(bad(&format!("unknown field \"{k}\"")));
     }
-    Ok(Request { sql, properties })
+    Ok(Request { sql, properties, format })
 }
 
 /// One column of a result, as the JSON shows it.
@@ -266,17 +286,103 @@ async fn handle(State(engine): State<LazyEngine>, body: Bytes) -> Response {
         Ok(e) => e,
         Err(e) => return json_response(StatusCode::SERVICE_UNAVAILABLE, error_body(&e)),
     };
-    match engine.execute_with(&req.sql, &req.properties).await {
-        Ok(Output::Rows { schema, batches, message }) => match rows_body(&schema, &batches, message.as_deref()) {
+    match (engine.execute_with(&req.sql, &req.properties).await, req.format) {
+        (Ok(Output::Rows { schema, batches, message }), ResultFormat::Arrow) => match ipc_bytes(&schema, &batches, message.as_deref()) {
+            Ok(body) => ([(header::CONTENT_TYPE, ARROW_STREAM)], body).into_response(),
+            Err(e) => bad_request(&e),
+        },
+        (Ok(Output::Continuous { schema, stream }), ResultFormat::Arrow) => {
+            let chunks = continuous_ipc(schema, stream).map(Ok::<_, Infallible>);
+            ([(header::CONTENT_TYPE, ARROW_STREAM), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(chunks)).into_response()
+        }
+        (Ok(Output::Rows { schema, batches, message }), ResultFormat::Json) => match rows_body(&schema, &batches, message.as_deref()) {
             Ok(body) => json_response(StatusCode::OK, body),
             Err(e) => bad_request(&e),
         },
-        Ok(Output::Continuous { schema, stream }) => {
+        (Ok(Output::Continuous { schema, stream }), ResultFormat::Json) => {
             let lines = continuous_lines(&schema, stream).map(|s| Ok::<_, Infallible>(Bytes::from(s)));
             ([(header::CONTENT_TYPE, NDJSON), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(lines)).into_response()
         }
-        Err(e) => bad_request(&e),
+        (Err(e), _) => bad_request(&e),
     }
+}
+
+/// The content type of Arrow IPC streams.
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+/// The schema-metadata key under which an Arrow result carries the engine's message (for
+/// DDL: "created stream orders").
+pub const MESSAGE_METADATA: &str = "samsa.message";
+
+/// Arrow IPC stream writing into a buffer that is drained after every message.
+struct IpcChunks(datafusion::arrow::ipc::writer::StreamWriter<Vec<u8>>);
+
+impl IpcChunks {
+    fn new(schema: &Schema) -> Result<IpcChunks> {
+        Ok(IpcChunks(datafusion::arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema)?))
+    }
+    fn batch(&mut self, batch: &RecordBatch) -> Result<Bytes> {
+        self.0.write(batch)?;
+        Ok(self.take())
+    }
+    fn finish(&mut self) -> Result<Bytes> {
+        self.0.finish()?;
+        Ok(self.take())
+    }
+    fn take(&mut self) -> Bytes {
+        Bytes::from(std::mem::take(self.0.get_mut()))
+    }
+}
+
+/// A bounded result as one Arrow IPC stream; `message` (if any) goes into the schema's
+/// metadata under [`MESSAGE_METADATA`].
+pub fn ipc_bytes(schema: &Schema, batches: &[RecordBatch], message: Option<&str>) -> Result<Vec<u8>> {
+    let mut schema = schema.clone();
+    if let Some(m) = message {
+        schema.metadata.insert(MESSAGE_METADATA.to_string(), m.to_string());
+    }
+    let schema = Arc::new(schema);
+    let mut w = IpcChunks::new(&schema)?;
+    let mut out = w.take().to_vec();
+    for b in batches {
+        // The batches carry the schema without the message; only the metadata differs.
+        let b = b.clone().with_schema(schema.clone()).map_err(|e| SqlError::new(format!("internal: result batch: {e}")))?;
+        out.extend_from_slice(&w.batch(&b)?);
+    }
+    out.extend_from_slice(&w.finish()?);
+    Ok(out)
+}
+
+/// A continuous result as Arrow IPC chunks: the schema, then one message per non-empty
+/// batch. An error ends the IPC stream and is followed by the JSON error body.
+pub fn continuous_ipc(schema: Arc<Schema>, stream: BoxStream<'static, Result<RecordBatch>>) -> BoxStream<'static, Bytes> {
+    let start = IpcChunks::new(&schema);
+    futures::stream::unfold(Some((start, stream, true)), |state| async move {
+        let (w, mut stream, first) = state?;
+        let mut w = match w {
+            Ok(w) => w,
+            Err(e) => return Some((Bytes::from(error_body(&e)), None)),
+        };
+        if first {
+            let head = w.take();
+            return Some((head, Some((Ok(w), stream, false))));
+        }
+        loop {
+            let failed = match stream.next().await {
+                None => return None,
+                Some(Ok(b)) if b.num_rows() == 0 => continue,
+                Some(Ok(b)) => match w.batch(&b) {
+                    Ok(chunk) => return Some((chunk, Some((Ok(w), stream, false)))),
+                    Err(e) => e,
+                },
+                Some(Err(e)) => e,
+            };
+            let mut tail = w.finish().map(|b| b.to_vec()).unwrap_or_default();
+            tail.extend_from_slice(error_body(&failed).as_bytes());
+            return Some((Bytes::from(tail), None));
+        }
+    })
+    .boxed()
 }
 
 /// A continuous result as NDJSON text: the header line, then the rows of each batch; an
@@ -331,7 +437,7 @@ mod tests {
     #[test]
     fn parses_requests() {
         let r = parse_request(br#"{"sql": "SELECT 1"}"#).unwrap();
-        assert_eq!(r, Request { sql: "SELECT 1".into(), properties: Properties::new() });
+        assert_eq!(r, Request { sql: "SELECT 1".into(), properties: Properties::new(), format: ResultFormat::Json });
         let r = parse_request(br#"{"sql": "SELECT 1", "properties": {"auto.offset.reset": "earliest", "n": 3, "b": true}}"#).unwrap();
         assert_eq!(r.properties.get("auto.offset.reset").map(String::as_str), Some("earliest"));
         assert_eq!(r.properties.get("n").map(String::as_str), Some("3"));
@@ -397,5 +503,34 @@ mod tests {
                 "{\"error\":{\"message\":\"lost\"}}\n",
             )
         );
+    }
+
+    #[tokio::test]
+    async fn arrow_results_are_ipc_streams() {
+        use datafusion::arrow::ipc::reader::StreamReader;
+        let r = parse_request(br#"{"sql": "SELECT 1", "format": "arrow"}"#).unwrap();
+        assert_eq!(r.format, ResultFormat::Arrow);
+        assert!(parse_request(br#"{"sql": "SELECT 1", "format": "xml"}"#).unwrap_err().message.contains("\"arrow\""));
+
+        let b = batch();
+        let bytes = ipc_bytes(&b.schema(), &[b.slice(0, 1), b.slice(1, 1)], Some("done")).unwrap();
+        let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        assert_eq!(reader.schema().metadata.get(MESSAGE_METADATA).map(String::as_str), Some("done"));
+        let got: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>().unwrap();
+        assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+        assert_eq!(got[1].column(1), b.slice(1, 1).column(1));
+
+        // A continuous result: schema, one message per non-empty batch, then on an error
+        // the end marker and the JSON error.
+        let schema = b.schema();
+        let items: Vec<Result<RecordBatch>> = vec![Ok(b.slice(0, 1)), Ok(RecordBatch::new_empty(schema.clone())), Ok(b.slice(1, 1)), Err(SqlError::new("lost")), Ok(b.clone())];
+        let chunks: Vec<Bytes> = continuous_ipc(schema, futures::stream::iter(items).boxed()).collect().await;
+        assert_eq!(chunks.len(), 4, "schema, two batches, end + error");
+        let all: Vec<u8> = chunks.concat();
+        let mut cursor = std::io::Cursor::new(all);
+        let rows: usize = StreamReader::try_new(&mut cursor, None).unwrap().map(|b| b.unwrap().num_rows()).sum();
+        assert_eq!(rows, 2);
+        let rest = &cursor.get_ref()[cursor.position() as usize..];
+        assert_eq!(std::str::from_utf8(rest).unwrap(), "{\"error\":{\"message\":\"lost\"}}");
     }
 }

@@ -120,6 +120,16 @@ fn copartitioned<K: Data + DefaultSerde, V: Data + DefaultSerde>(s: &KStream<K, 
     s.through_repartition(&name, None)
 }
 
+impl<K, V> KStream<K, V> {
+    /// Declares that this stream and `other` meet in one task (a custom processor joins
+    /// them through a state store): their topics form a co-partition group, so repartition
+    /// topics get the partition count of the others, and `KafkaStreams::start` refuses
+    /// source topics whose partition counts differ, as the DSL's own joins do.
+    pub fn copartition_with<K2, V2>(&self, other: &KStream<K2, V2>) {
+        require_copartitioned(&mut self.b.lock().unwrap(), &[self.node, other.node]);
+    }
+}
+
 /// Registers the source topics of `nodes` as one co-partition group.
 fn require_copartitioned(b: &mut Inner, nodes: &[usize]) {
     let mut group = std::collections::BTreeSet::new();

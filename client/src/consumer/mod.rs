@@ -335,6 +335,12 @@ impl Consumer {
         self.poll_max(timeout, self.inner.config.max_poll_records, true).await
     }
 
+    /// [`Consumer::poll`] returning at most `max` records (positions advance past exactly
+    /// the records returned, so committing afterwards commits only what the caller got).
+    pub async fn poll_records(&self, timeout: Duration, max: usize) -> Result<Vec<ConsumerRecord>> {
+        self.poll_max(timeout, max.max(1), true).await
+    }
+
     /// Like [`Consumer::poll`], but when a rebalance is pending it returns at once with
     /// nothing and does not let the rebalance start: the caller can commit its work
     /// first, then call `poll` (see [`Consumer::rebalance_pending`]).
