@@ -14,6 +14,9 @@ if [ "${CI:-}" = "true" ]; then
   export CARGO_INCREMENTAL=0
 fi
 
+# The Python build below reuses this build only if both resolve the same features.
+python3 scripts/python-features.py
+
 echo "test: cargo build --bin samsa (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --bin samsa
 
@@ -22,7 +25,8 @@ status=0
 cargo nextest run --workspace --no-fail-fast || status=$?
 
 # The Python package: built with the workspace's dev profile into the same target dir, so
-# it reuses the build above, then its pytest suite (python/tests).
+# it reuses `cargo build --bin samsa` above (same features, see python-features.py), then
+# its pytest suite (python/tests).
 venv="${SAMSA_VENV:-$HOME/.cache/samsa-venv}"
 echo "test: pip install ./python into $venv"
 export MATURIN_PEP517_ARGS="--profile dev"

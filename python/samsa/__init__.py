@@ -8,7 +8,10 @@ topics into pyarrow, and a streams DSL running Python callables on Samsa's engin
 ...     broker.sql("SELECT COUNT(*) AS n FROM greetings")   # needs CREATE STREAM first
 """
 
-from typing import Iterator, Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
+
+if TYPE_CHECKING:
+    import pyarrow
 
 from . import errors
 from ._samsa import (
@@ -34,7 +37,7 @@ from .errors import (
     SqlError,
     StreamsError,
 )
-from .windows import Hopping, Tumbling
+from .windows import Hopping, Session, Tumbling
 from ._sql import SqlBatches, _result, sql
 from . import aio
 
@@ -53,6 +56,7 @@ __all__ = [
     "RecordMetadata",
     "SamsaError",
     "SamsaTimeoutError",
+    "Session",
     "SqlBatches",
     "SqlError",
     "Stream",
@@ -87,7 +91,7 @@ class EmbeddedBroker:
         """Where the broker keeps its logs and metadata."""
         return self._native.data_dir
 
-    def sql(self, query: str) -> Union["pyarrow.Table", SqlBatches]:  # noqa: F821
+    def sql(self, query: str) -> Union["pyarrow.Table", SqlBatches]:
         """Runs one SQL statement: a ``pyarrow.Table`` for a bounded query or DDL (whose
         message is in ``table.schema.metadata[b"samsa.message"]``), or an iterator of
         ``pyarrow.RecordBatch`` for ``... EMIT CHANGES``."""

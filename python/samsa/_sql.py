@@ -3,7 +3,10 @@
 import json
 import urllib.error
 import urllib.request
-from typing import Iterator, Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
+
+if TYPE_CHECKING:
+    import pyarrow
 
 from .errors import BrokerUnavailableError, SqlError
 
@@ -79,7 +82,7 @@ def _error_of(body: bytes, status: int) -> SqlError:
         return SqlError(f"the SQL server answered HTTP {status}: {body[:200]!r}")
 
 
-def sql(query: str, server: str = "127.0.0.1:8083", timeout: Optional[float] = None) -> Union["pyarrow.Table", SqlBatches]:  # noqa: F821
+def sql(query: str, server: str = "127.0.0.1:8083", timeout: Optional[float] = None) -> Union["pyarrow.Table", SqlBatches]:
     """Runs one SQL statement on a running ``samsa server`` (its HTTP address,
     ``--http-listen``): a ``pyarrow.Table`` for a bounded query or DDL, an iterator of
     ``pyarrow.RecordBatch`` for ``... EMIT CHANGES``."""

@@ -28,3 +28,16 @@ class Hopping:
 
     def __repr__(self) -> str:
         return f"Hopping(size={self.size}, advance={self.advance}, grace={self.grace})"
+
+
+class Session:
+    """Sessions of activity per key: records less than ``gap`` seconds apart share a
+    session, and a record between two sessions merges them (``aggregate`` then needs
+    ``merge``). A merged-away session is written as a tombstone (value ``None``)."""
+
+    def __init__(self, gap: float, grace: float = 0.0):
+        self.gap = float(gap)
+        self.grace = float(grace)
+
+    def __repr__(self) -> str:
+        return f"Session(gap={self.gap}, grace={self.grace})"

@@ -101,9 +101,18 @@ pub(crate) fn seconds(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     }
 }
 
+/// Sends Samsa's logs to stderr when `RUST_LOG` is set (e.g. `RUST_LOG=info`), as the
+/// `samsa` binary does; silent otherwise.
+fn init_logging() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).try_init();
+    }
+}
+
 /// The `samsa._samsa` module.
 #[pymodule]
 fn _samsa(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    init_logging();
     m.add_class::<broker::EmbeddedBroker>()?;
     m.add_class::<broker::SqlStream>()?;
     m.add_class::<client::Producer>()?;

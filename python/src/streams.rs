@@ -325,7 +325,7 @@ impl Processor<Val, Val, Val, Val> for PyOp {
 #[derive(Clone)]
 enum Fold {
     Count,
-    Python { init: Arc<Py<PyAny>>, f: Arc<Py<PyAny>> },
+    Python { init: Arc<Py<PyAny>>, f: Arc<Py<PyAny>>, merge: Option<Arc<Py<PyAny>>> },
 }
 
 impl Fold {
@@ -335,7 +335,7 @@ impl Fold {
                 Some(Val::Int(n)) => n + 1,
                 _ => 1,
             })),
-            Fold::Python { init, f } => Python::attach(|py| -> PyResult<Val> {
+            Fold::Python { init, f, .. } => Python::attach(|py| -> PyResult<Val> {
                 let agg = match old {
                     Some(a) => a.to_py(py)?,
                     None => init.bind(py).call0()?,
@@ -343,6 +343,22 @@ impl Fold {
                 Val::from_py(&f.bind(py).call1((key.to_py(py)?, value.to_py(py)?, agg))?)
             })
             .map_err(|e| failed("aggregate", failure, e)),
+        }
+    }
+}
+
+impl Fold {
+    /// Two sessions' aggregates as one (when a record bridges them).
+    fn merge(&self, key: &Val, a: Val, b: Val, failure: &Failure) -> samsa_streams::Result<Val> {
+        match self {
+            Fold::Count => match (a, b) {
+                (Val::Int(x), Val::Int(y)) => Ok(Val::Int(x + y)),
+                (x, y) => Err(SError::Processor { node: "session count".into(), reason: format!("counts {x:?} and {y:?} are not ints") }),
+            },
+            Fold::Python { merge: Some(m), .. } => {
+                Python::attach(|py| Val::from_py(&m.bind(py).call1((key.to_py(py)?, a.to_py(py)?, b.to_py(py)?))?)).map_err(|e| failed("merge", failure, e))
+            }
+            Fold::Python { merge: None, .. } => Err(SError::Processor { node: "session aggregate".into(), reason: "sessions need a merge function".into() }),
         }
     }
 }
@@ -411,6 +427,63 @@ impl Processor<Val, Val, Val, Val> for WindowAggregate {
 
 /// A stream of raw topic records (keys and values as bytes, `None` for nulls).
 type RawStream = KStream<Option<Vec<u8>>, Option<Vec<u8>>>;
+
+/// A session-windowed aggregation: a record joins (and bridges) the key's sessions within
+/// `gap` of it; merged-away sessions are forwarded as `None` (a tombstone), then the
+/// session's new aggregate under `[key, start_ms, end_ms]` (end = its last record's time).
+struct SessionAggregate {
+    store: String,
+    h: Option<samsa_streams::SessionHandle<Val, Val>>,
+    gap_ms: i64,
+    grace_ms: i64,
+    fold: Fold,
+    failure: Failure,
+}
+
+impl Processor<Val, Val, Val, Val> for SessionAggregate {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, '_, Val, Val>) -> samsa_streams::Result<()> {
+        self.h = Some(ctx.session_store(&self.store)?);
+        Ok(())
+    }
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, '_, Val, Val>, r: Record<Val, Val>) -> samsa_streams::Result<()> {
+        if r.key == Val::Null {
+            return Ok(());
+        }
+        let h = self.h.clone().expect("init ran");
+        let t = r.timestamp;
+        let sessions = ctx.session(&h).find_sessions(&r.key, t - self.gap_ms, t + self.gap_ms)?;
+        let (mut start, mut end, mut agg) = (t, t, None);
+        for (w, v) in &sessions {
+            agg = Some(match agg {
+                None => v.clone(),
+                Some(a) => self.fold.merge(&r.key, a, v.clone(), &self.failure)?,
+            });
+            (start, end) = (start.min(w.start), end.max(w.end));
+        }
+        if end + self.grace_ms < ctx.stream_time() {
+            // The merged session closed more than the grace period ago: a late record.
+            return Ok(());
+        }
+        let window_key = |s: i64, e: i64| Val::List(vec![r.key.clone(), Val::Int(s), Val::Int(e)]);
+        for (w, _) in sessions {
+            if (w.start, w.end) != (start, end) {
+                ctx.session(&h).put(&r.key, w, None)?;
+                ctx.forward(Record { key: window_key(w.start, w.end), value: Val::Null, timestamp: t, headers: r.headers.clone() });
+            }
+        }
+        let new = self.fold.apply(&r.key, &r.value, agg, &self.failure)?;
+        ctx.session(&h).put(&r.key, samsa_streams::SessionWindow { start, end }, Some(&new))?;
+        ctx.forward(Record { key: window_key(start, end), value: new, timestamp: t, headers: r.headers });
+        Ok(())
+    }
+}
+
+/// How a grouped stream is windowed.
+#[derive(Clone, Copy)]
+enum Windows {
+    Time(TimeWindows),
+    Session { gap_ms: i64, grace_ms: i64 },
+}
 
 /// What the builder side of an application shares with its streams and tables.
 struct AppInner {
@@ -542,7 +615,7 @@ impl Stream {
 pub struct GroupedStream {
     app: Arc<AppInner>,
     s: KStream<Val, Val>,
-    windows: Option<TimeWindows>,
+    windows: Option<Windows>,
 }
 
 impl GroupedStream {
@@ -556,7 +629,17 @@ impl GroupedStream {
                 let s = self.s.process(move || Aggregate { store: st.clone(), h: None, fold: fold.clone(), failure: failure.clone() }, &[&store]);
                 Ok(Table { app: self.app.clone(), updates: s, store })
             }
-            Some(w) => {
+            Some(Windows::Session { gap_ms, grace_ms }) => {
+                if let Fold::Python { merge: None, .. } = fold {
+                    return Err(errors::config("a session aggregate needs merge=fn(key, agg1, agg2) to combine two sessions a record bridges"));
+                }
+                let store = self.app.store_name("session");
+                self.app.with_builder(|b| b.add_state_store(StoreDef::session(store.clone(), gap_ms + grace_ms)))?;
+                let st = store.clone();
+                let s = self.s.process(move || SessionAggregate { store: st.clone(), h: None, gap_ms, grace_ms, fold: fold.clone(), failure: failure.clone() }, &[&store]);
+                Ok(Table { app: self.app.clone(), updates: s, store })
+            }
+            Some(Windows::Time(w)) => {
                 let store = self.app.store_name("window");
                 let def = StoreDef::window(store.clone(), w.size_ms(), w.size_ms() + w.grace_ms(), false);
                 self.app.with_builder(|b| b.add_state_store(def))?;
@@ -570,28 +653,33 @@ impl GroupedStream {
 
 #[pymethods]
 impl GroupedStream {
-    /// Aggregates per window: `window` is `samsa.Tumbling(size)` or
-    /// `samsa.Hopping(size, advance)` (sizes in seconds, optional `grace`); the
-    /// table's keys become `[key, window_start_ms, window_end_ms]`.
+    /// Aggregates per window: `window` is `samsa.Tumbling(size)`,
+    /// `samsa.Hopping(size, advance)` or `samsa.Session(gap)` (seconds, optional
+    /// `grace`); the table's keys become `[key, window_start_ms, window_end_ms]`.
     fn windowed_by(&self, window: &Bound<'_, PyAny>) -> PyResult<GroupedStream> {
-        let size: f64 = window.getattr("size")?.extract()?;
-        let advance: Option<f64> = window.getattr("advance")?.extract()?;
-        let grace: f64 = window.getattr("grace")?.extract()?;
-        let secs = |what: &str, s: f64| -> PyResult<Duration> {
-            if s.is_finite() && s > 0.0 || (what == "grace" && s == 0.0) {
+        let secs = |what: &str, s: f64, zero_ok: bool| -> PyResult<Duration> {
+            if s.is_finite() && (s > 0.0 || (zero_ok && s == 0.0)) {
                 Ok(Duration::from_secs_f64(s))
             } else {
                 Err(errors::config(format!("the window {what} must be a positive number of seconds, got {s}")))
             }
         };
-        let mut w = TimeWindows::of_size_with_grace(secs("size", size)?, secs("grace", grace)?);
-        if let Some(a) = advance {
-            w = w.advance_by(secs("advance", a)?);
-            if w.advance_ms() > w.size_ms() {
-                return Err(errors::config(format!("a hopping window's advance ({a}s) must be at most its size ({size}s)")));
+        let grace = secs("grace", window.getattr("grace")?.extract()?, true)?;
+        let windows = if window.hasattr("gap")? {
+            let gap = secs("gap", window.getattr("gap")?.extract()?, false)?;
+            Windows::Session { gap_ms: gap.as_millis() as i64, grace_ms: grace.as_millis() as i64 }
+        } else {
+            let size: f64 = window.getattr("size")?.extract()?;
+            let mut w = TimeWindows::of_size_with_grace(secs("size", size, false)?, grace);
+            if let Some(a) = window.getattr("advance")?.extract::<Option<f64>>()? {
+                w = w.advance_by(secs("advance", a, false)?);
+                if w.advance_ms() > w.size_ms() {
+                    return Err(errors::config(format!("a hopping window's advance ({a}s) must be at most its size ({size}s)")));
+                }
             }
-        }
-        Ok(GroupedStream { app: self.app.clone(), s: self.s.clone(), windows: Some(w) })
+            Windows::Time(w)
+        };
+        Ok(GroupedStream { app: self.app.clone(), s: self.s.clone(), windows: Some(windows) })
     }
 
     /// Counts records per key: a table of ints.
@@ -600,9 +688,12 @@ impl GroupedStream {
     }
 
     /// Folds records per key: the state starts as `init()` and becomes
-    /// `fn(key, value, state)` on each record.
-    fn aggregate(&self, py: Python<'_>, init: Py<PyAny>, f: Py<PyAny>) -> PyResult<Table> {
-        self.fold(Fold::Python { init: callable(init, py, "aggregate's init")?, f: callable(f, py, "aggregate")? })
+    /// `fn(key, value, state)` on each record; session windows also need
+    /// `merge(key, state1, state2)` for a record that bridges two sessions.
+    #[pyo3(signature = (init, f, merge=None))]
+    fn aggregate(&self, py: Python<'_>, init: Py<PyAny>, f: Py<PyAny>, merge: Option<Py<PyAny>>) -> PyResult<Table> {
+        let merge = merge.map(|m| callable(m, py, "aggregate's merge")).transpose()?;
+        self.fold(Fold::Python { init: callable(init, py, "aggregate's init")?, f: callable(f, py, "aggregate")?, merge })
     }
 }
 

@@ -9,7 +9,7 @@ import confluent_kafka
 import pytest
 
 import samsa
-from conftest import python_script, wait_until
+from conftest import python_script
 
 N = 2_000
 

@@ -1,7 +1,7 @@
 """`pip install ./python` in a fresh virtual environment, then `import samsa`."""
 
 import os
-import pathlib
+
 import subprocess
 import sys
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 import samsa
-from conftest import wait_until
+
 
 
 def produce_orders(bootstrap, n, seed=7):

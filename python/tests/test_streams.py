@@ -54,35 +54,6 @@ def lines_done(admin):
     return sum(o for (topic, _), o in admin.group_offsets("py-wordcount").items() if topic == "lines")
 
 
-def committed_counts(bootstrap):
-    """The latest count per word in word-counts, as a read_committed consumer sees it."""
-    c = samsa.Consumer(bootstrap, auto_offset_reset="earliest", isolation_level="read_committed")
-    c.assign([("word-counts", 0), ("word-counts", 1)])
-    latest = {}
-    first = True
-    while True:
-        batch = c.consume(1000, timeout=30 if first else 2)
-        first = False
-        if not batch:
-            break
-        for m in batch:
-            latest[m.key.decode()] = int(m.value)
-    c.close()
-    return latest
-
-
-def lines_done(admin):
-    """How many input lines the word count has committed."""
-    return sum(o for (topic, _), o in admin.group_offsets("py-wordcount").items() if topic == "lines")
-
-
-def counting_done(admin):
-    """Whether the counting sub-topology has committed all of its input (the repartition
-    topic, which also holds the killed instance's aborted records and the markers)."""
-    committed = {tp: o for tp, o in admin.group_offsets("py-wordcount").items() if "repartition" in tp[0]}
-    return bool(committed) and admin.list_offsets(list(committed)) == committed
-
-
 def test_word_count_exactly_once_killed_mid_run_and_restarted(broker, tmp_path):
     admin = samsa.Admin(broker.bootstrap)
     admin.create_topic("lines", partitions=2)
@@ -169,6 +140,51 @@ def test_windowed_aggregate_and_table_join(broker, tmp_path):
         assert end - start == 60_000
         latest[(page, start - base)] = value["n"]
     assert latest == {("home", 0): 2, ("cart", 0): 1, ("home", 60_000): 1}
+
+
+def test_session_windows_merge_when_a_record_bridges_two_sessions(broker, tmp_path):
+    admin = samsa.Admin(broker.bootstrap)
+    for t in ["clicks", "sessions", "session-pages"]:
+        admin.create_topic(t, partitions=1)
+    p = samsa.Producer(broker.bootstrap)
+    base = 1_767_225_600_000
+    # gap 10 s: 0 and 5 form a session, 30 starts another, 14 extends the first and 22
+    # bridges [0, 14] and [30, 30] into one session [0, 30].
+    for i, dt in enumerate([0, 5, 30, 14, 22]):
+        p.send("clicks", json.dumps({"page": f"p{i}"}), key="u1", timestamp=base + dt * 1000)
+    p.flush()
+    app = samsa.StreamsApp("py-sessions", broker.bootstrap, state_dir=str(tmp_path / "state"), commit_interval_ms=100)
+    grouped = app.stream("clicks").group_by_key().windowed_by(samsa.Session(10, grace=60))
+    grouped.count().to("sessions")
+    grouped.aggregate(list, lambda k, v, acc: acc + [v["page"]], merge=lambda k, a, b: a + b).to("session-pages")
+    with pytest.raises(samsa.ConfigError):
+        grouped.aggregate(list, lambda k, v, acc: acc)
+    app.start()
+    try:
+        def read(topic, n):
+            c = samsa.Consumer(broker.bootstrap, auto_offset_reset="earliest")
+            c.assign([(topic, 0)])
+            out = []
+            deadline = time.monotonic() + 60
+            while len(out) < n and time.monotonic() < deadline:
+                out += [(tuple(json.loads(m.key)[1:]), None if m.value is None else json.loads(m.value)) for m in c.consume(100, timeout=1)]
+            c.close()
+            return out
+        # Five updates and four tombstones: [0,0], [0,5] and [0,14] as the first session
+        # grows, [30,30] when it merges into [0,30].
+        counts = read("sessions", 9)
+        pages = read("session-pages", 9)
+    finally:
+        app.close()
+    ms = lambda a, b: (a * 1000 + base, b * 1000 + base)
+    live = {}
+    for window, value in counts:
+        live[window] = value
+    assert {w: v for w, v in live.items() if v is not None} == {ms(0, 30): 5}
+    assert [w for w, v in counts if v is None] == [ms(0, 0), ms(0, 5), ms(0, 14), ms(30, 30)]
+    assert len(counts) == 9
+    final = [v for w, v in pages if w == ms(0, 30) and v is not None][-1]
+    assert sorted(final) == ["p0", "p1", "p2", "p3", "p4"]
 
 
 def test_a_callable_that_raises_fails_the_app_with_its_exception(broker, tmp_path):

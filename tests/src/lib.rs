@@ -498,8 +498,23 @@ pub struct SamsaCluster {
 
 impl SamsaCluster {
     /// Starts `n` nodes with broker settings `sets` and waits until every one is
-    /// registered (all `n` brokers appear in Metadata).
+    /// registered (all `n` brokers appear in Metadata). The ports are picked before the
+    /// nodes start (each node must know the others' controller ports), so another test
+    /// may take one in between: then the whole cluster starts again on new ports.
     pub fn start(n: usize, sets: &[(&str, &str)]) -> Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_on_free_ports(n, sets) {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+                    eprintln!("cluster start attempt {attempt}: a picked port was taken meanwhile ({e}); trying new ports");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_on_free_ports(n: usize, sets: &[(&str, &str)]) -> Result<Self> {
         let kafka_ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
         let controller_ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
         let voters = controller_ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
