@@ -97,7 +97,7 @@ def sql(query: str, server: str = "127.0.0.1:8083", timeout: Optional[float] = N
     except urllib.error.URLError as e:
         raise BrokerUnavailableError(f"cannot reach the SQL server at {server}: {e.reason}. Is `samsa server` running with its HTTP API (--http-listen)?", retriable=True) from None
     reader = pa.ipc.open_stream(resp)
-    if "no-cache" not in (resp.headers.get("Cache-Control") or ""):
+    if resp.headers.get("x-samsa-result") != "continuous":
         table = reader.read_all()
         resp.close()
         return table

@@ -85,7 +85,7 @@ impl EmbeddedBroker {
                 Ok(("rows", PyBytes::new(py, &bytes).into_any().unbind()))
             }
             Output::Continuous { schema, stream } => {
-                let s = SqlStream { schema, stream: Arc::new(tokio::sync::Mutex::new(Some(stream))) };
+                let s = SqlStream { schema, stream: Arc::new(tokio::sync::Mutex::new(Some(stream))), closed: tokio::sync::watch::channel(false).0 };
                 Ok(("stream", Py::new(py, s)?.into_any()))
             }
         }
@@ -135,6 +135,8 @@ impl Drop for EmbeddedBroker {
 pub struct SqlStream {
     schema: SchemaRef,
     stream: Arc<tokio::sync::Mutex<Option<BoxStream<'static, samsa_sql::Result<RecordBatch>>>>>,
+    /// Set by `close()`: a `_next` waiting in another thread (or starting later) ends.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 #[pymethods]
@@ -151,8 +153,12 @@ impl SqlStream {
     fn _next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Py<PyBytes>>> {
         let limit = crate::seconds(timeout)?;
         let stream = self.stream.clone();
+        let (mut on_close, mut on_close2) = (self.closed.subscribe(), self.closed.subscribe());
         let got = block(py, async move {
-            let mut guard = stream.lock().await;
+            let mut guard = tokio::select! {
+                g = stream.lock() => g,
+                _ = on_close.wait_for(|c| *c) => return Ok(Err(())),
+            };
             let Some(s) = guard.as_mut() else { return Ok(Err(())) };
             let next = async {
                 loop {
@@ -162,12 +168,18 @@ impl SqlStream {
                     }
                 }
             };
-            let item = match limit {
-                Some(d) => match tokio::time::timeout(d, next).await {
-                    Ok(i) => i,
-                    Err(_) => return Ok(Ok(None)),
+            let bounded = async {
+                match limit {
+                    Some(d) => tokio::time::timeout(d, next).await.ok(),
+                    None => Some(next.await),
+                }
+            };
+            let item = tokio::select! {
+                i = bounded => match i {
+                    Some(i) => i,
+                    None => return Ok(Ok(None)),
                 },
-                None => next.await,
+                _ = on_close2.wait_for(|c| *c) => None,
             };
             match item {
                 None => {
@@ -192,8 +204,9 @@ impl SqlStream {
         }
     }
 
-    /// Stops the query.
+    /// Stops the query (a `_next` waiting in another thread ends).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.closed.send_replace(true);
         let stream = self.stream.clone();
         block(py, async move {
             stream.lock().await.take();

@@ -73,6 +73,24 @@ def test_emit_changes_yields_record_batches_as_input_arrives(broker):
     assert rows == [{"page": "b", "twice": 40}, {"page": "c", "twice": 60}]
 
 
+def test_closing_a_continuous_result_ends_an_iteration_in_another_thread(broker):
+    broker.sql("CREATE STREAM quiet (a BIGINT) WITH (topic = 'quiet', format = 'json', partitions = 1)")
+    batches = broker.sql("SELECT a FROM quiet EMIT CHANGES")
+    ended = threading.Event()
+
+    def drain():
+        for _ in batches:
+            pass
+        ended.set()
+
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    time.sleep(0.5)  # let the thread start waiting for a batch that never comes
+    assert not ended.is_set()
+    batches.close()
+    assert ended.wait(10), "the iteration did not end after close()"
+
+
 def test_samsa_sql_over_a_servers_http_api(server):
     bootstrap, http = server
     p = samsa.Producer(bootstrap)

@@ -288,12 +288,12 @@ async fn handle(State(engine): State<LazyEngine>, body: Bytes) -> Response {
     };
     match (engine.execute_with(&req.sql, &req.properties).await, req.format) {
         (Ok(Output::Rows { schema, batches, message }), ResultFormat::Arrow) => match ipc_bytes(&schema, &batches, message.as_deref()) {
-            Ok(body) => ([(header::CONTENT_TYPE, ARROW_STREAM)], body).into_response(),
+            Ok(body) => ([(header::CONTENT_TYPE, ARROW_STREAM), (header::HeaderName::from_static(RESULT_HEADER), "rows")], body).into_response(),
             Err(e) => bad_request(&e),
         },
         (Ok(Output::Continuous { schema, stream }), ResultFormat::Arrow) => {
             let chunks = continuous_ipc(schema, stream).map(Ok::<_, Infallible>);
-            ([(header::CONTENT_TYPE, ARROW_STREAM), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(chunks)).into_response()
+            ([(header::CONTENT_TYPE, ARROW_STREAM), (header::CACHE_CONTROL, "no-cache"), (header::HeaderName::from_static(RESULT_HEADER), "continuous")], Body::from_stream(chunks)).into_response()
         }
         (Ok(Output::Rows { schema, batches, message }), ResultFormat::Json) => match rows_body(&schema, &batches, message.as_deref()) {
             Ok(body) => json_response(StatusCode::OK, body),
@@ -306,6 +306,10 @@ async fn handle(State(engine): State<LazyEngine>, body: Bytes) -> Response {
         (Err(e), _) => bad_request(&e),
     }
 }
+
+/// The response header that says whether an Arrow result is bounded (`rows`) or
+/// continuous (`continuous`).
+pub const RESULT_HEADER: &str = "x-samsa-result";
 
 /// The content type of Arrow IPC streams.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
