@@ -23,6 +23,7 @@ pub mod error;
 pub mod group;
 pub mod log;
 pub mod meta;
+pub mod metrics;
 pub mod replica;
 pub mod server;
 pub mod topics;

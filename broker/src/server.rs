@@ -86,6 +86,8 @@ pub struct BrokerState {
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Transaction coordinator.
     pub txns: Arc<TxnCoordinator>,
+    /// Counters for `GET /metrics`.
+    pub metrics: crate::metrics::BrokerMetrics,
 }
 
 impl BrokerState {
@@ -116,19 +118,23 @@ impl BrokerState {
     /// Asks the controller to change a partition's ISR (once at a time per partition).
     pub fn propose_isr(self: &Arc<Self>, p: &Arc<Partition>, isr: Vec<i32>) {
         let target = isr.clone();
-        let cmd = {
+        let (cmd, before) = {
             let mut r = p.replica.lock().expect("replica lock");
             if r.pending_isr.is_some() || !r.is_leader() {
                 return;
             }
             r.pending_isr = Some(isr.clone());
-            Command::AlterPartition { topic: p.topic.clone(), partition: p.index, broker: self.node_id, leader_epoch: r.leader_epoch, partition_epoch: r.partition_epoch, isr }
+            let before = r.isr.len();
+            (Command::AlterPartition { topic: p.topic.clone(), partition: p.index, broker: self.node_id, leader_epoch: r.leader_epoch, partition_epoch: r.partition_epoch, isr }, before)
         };
         let state = self.clone();
         let p = p.clone();
         tokio::spawn(async move {
             match state.controller.propose(cmd).await {
-                Ok(_) => tracing::info!(partition = %p.name(), isr = ?target, "ISR changed"),
+                Ok(_) => {
+                    state.metrics.isr_changed(before, target.len());
+                    tracing::info!(partition = %p.name(), isr = ?target, "ISR changed");
+                }
                 Err(e) => {
                     tracing::info!(partition = %p.name(), "ISR change refused: {}", e.message);
                     p.replica.lock().expect("replica lock").pending_isr = None;
@@ -246,6 +252,7 @@ impl Broker {
             controller,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             txns,
+            metrics: Default::default(),
         });
         let fetchers = Fetchers::new(
             FetcherConfig { me: opts.node_id, wait: cfg.ms("replica.fetch.wait.max.ms"), max_bytes: cfg.int("replica.fetch.max.bytes") as i32 },
@@ -339,6 +346,7 @@ async fn serve(mut socket: TcpStream, peer: SocketAddr, state: Arc<BrokerState>,
     let max = state.config.int("socket.request.max.bytes") as usize;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let conn = api::Connection { peer };
+    let _open = state.metrics.connection();
     loop {
         match frame::check(&buf, max) {
             FrameCheck::TooLarge { announced } => {
@@ -348,12 +356,21 @@ async fn serve(mut socket: TcpStream, peer: SocketAddr, state: Arc<BrokerState>,
             FrameCheck::Complete { len } => {
                 buf.advance(4);
                 let body = buf.split_to(len).freeze();
+                let key = samsa_client::wire::header::peek(&body).map(|h| h.api_key);
+                let started = std::time::Instant::now();
                 match api::handle(&state, &conn, body).await {
                     Outcome::Respond(bytes) => {
                         socket.write_all(&frame::size_prefix(bytes.len())).await?;
                         socket.write_all(&bytes).await?;
+                        if let Some(key) = key {
+                            state.metrics.request(key, started.elapsed(), len + 4, bytes.len() + 4);
+                        }
                     }
-                    Outcome::NoResponse => {}
+                    Outcome::NoResponse => {
+                        if let Some(key) = key {
+                            state.metrics.request(key, started.elapsed(), len + 4, 0);
+                        }
+                    }
                     Outcome::Close(reason) => {
                         warn!(%peer, "closing connection: {reason}");
                         return Ok(());

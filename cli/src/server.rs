@@ -107,6 +107,27 @@ fn own_bootstrap(addr: SocketAddr) -> String {
     }
 }
 
+/// `GET /metrics`: the broker's, its groups', its connector tasks' and its persistent
+/// queries' numbers in Prometheus text format, read at request time.
+pub fn metrics_router(broker: std::sync::Arc<samsa_broker::server::BrokerState>, engine: LazyEngine, connect: samsa_connect::rest::LazyConnect) -> axum::Router {
+    use samsa_client::prom::{Exposition, CONTENT_TYPE};
+    let handler = move || {
+        let (broker, engine, connect) = (broker.clone(), engine.clone(), connect.clone());
+        async move {
+            let mut e = Exposition::new();
+            samsa_broker::metrics::write(&broker, &mut e);
+            if let Some(c) = connect.started() {
+                c.metrics().write(&mut e);
+            }
+            if let Some(engine) = engine.get() {
+                engine.write_metrics(&mut e).await;
+            }
+            ([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], e.finish())
+        }
+    };
+    axum::Router::new().route("/metrics", axum::routing::get(handler))
+}
+
 /// Runs the broker until SIGINT/SIGTERM.
 pub async fn run(args: ServerArgs) -> Result<(), String> {
     let config = load_config(&args).map_err(|e| e.to_string())?;
@@ -143,7 +164,11 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
             EngineConfig { bootstrap: own_bootstrap(broker.local_addr()), state_dir: args.data_dir.join("sql"), run_queries: true },
             std::sync::Arc::new(crate::sql_connectors::ServerConnectors(connect.clone())),
         );
-        let app = samsa_sql::http::lazy_router(engine.clone()).merge(samsa_connect::rest::router(connect.clone()));
+        let app = samsa_sql::http::lazy_router(engine.clone()).merge(samsa_connect::rest::router(connect.clone())).merge(metrics_router(
+            broker.state().clone(),
+            engine.clone(),
+            connect.clone(),
+        ));
         let serve = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "the SQL HTTP API stopped");

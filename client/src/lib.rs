@@ -23,6 +23,7 @@ pub mod consumer;
 pub mod error;
 pub mod net;
 pub mod producer;
+pub mod prom;
 pub mod wire;
 
 pub use admin::{Admin, AdminConfig};

@@ -144,6 +144,8 @@ struct Inner {
     state: Mutex<State>,
     /// Set when the config topic was read up to `applied`.
     applied: watch::Sender<i64>,
+    /// Per-task counters of the tasks run here.
+    metrics: Arc<crate::metrics::ConnectMetrics>,
 }
 
 /// The slot of task `id` of `connector` (FNV-1a: the same on every server and version).
@@ -319,6 +321,7 @@ impl ConnectCluster {
             runs: std::sync::atomic::AtomicU64::new(0),
             state: Mutex::new(State::default()),
             applied,
+            metrics: Default::default(),
         });
         let cluster = ConnectCluster { inner };
         // Catch up on configs and statuses first: old restart requests are not replayed.
@@ -558,6 +561,7 @@ impl ConnectCluster {
             status: Arc::new(move |name: &str, id: usize, state: TaskState| {
                 let _ = reports.send((name.to_string(), id, run, state));
             }),
+            metrics: self.inner.metrics.clone(),
         });
         tracing::info!(connector = %name, task = id, "starting task");
         let handle = match p {
@@ -689,7 +693,13 @@ impl ConnectCluster {
     /// Deletes a connector (its tasks stop on every server).
     pub async fn delete(&self, name: &str) -> std::result::Result<(), ApiError> {
         self.config(name)?;
+        self.inner.metrics.remove(name);
         self.write_config(format!("connector-{name}"), None).await
+    }
+
+    /// The counters of the tasks this server has run.
+    pub fn metrics(&self) -> &crate::metrics::ConnectMetrics {
+        &self.inner.metrics
     }
 
     /// Asks the servers running a connector's tasks to restart them (`task`: one of them;

@@ -99,6 +99,7 @@ pub struct ErrorPolicy {
     retry_timeout: Option<Duration>,
     retry_delay_max: Duration,
     dead_letter: Option<DeadLetter>,
+    counters: Option<std::sync::Arc<crate::metrics::TaskCounters>>,
 }
 
 struct DeadLetter {
@@ -133,6 +134,7 @@ impl ErrorPolicy {
             retry_timeout: (retry >= 0).then(|| Duration::from_millis(retry as u64)),
             retry_delay_max: Duration::from_millis(int("errors.retry.delay.max.ms", 60_000).max(1) as u64),
             dead_letter,
+            counters: None,
         })
     }
 
@@ -158,6 +160,9 @@ impl ErrorPolicy {
     /// comes back (the task fails); with `all` the record is logged if asked, copied to the
     /// dead-letter topic if there is one, and skipped.
     pub async fn report(&self, failed: &Failed, stage: Stage, error: &Error) -> Result<()> {
+        if let Some(c) = &self.counters {
+            c.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let at = if failed.offset >= 0 { format!("{}-{} at offset {}", failed.topic, failed.partition, failed.offset) } else { format!("a record for {}", failed.topic) };
         if !self.tolerate {
             return Err(Error::Task(format!("{at} failed in stage {}: {error} (errors.tolerance=none stops the task; errors.tolerance=all skips such records)", stage.name())));
@@ -191,6 +196,12 @@ impl ErrorPolicy {
         let record = ProducerRecord { topic: dlq.topic.clone(), partition: None, key: failed.key.clone(), value: failed.value.clone(), headers, timestamp: None };
         dlq.producer.send_and_wait(record).await.map_err(|e| Error::Task(format!("cannot write {at} to the dead-letter topic {}: {e}", dlq.topic)))?;
         Ok(())
+    }
+
+    /// Counts every reported record in `counters.errors`.
+    pub fn counting_into(mut self, counters: std::sync::Arc<crate::metrics::TaskCounters>) -> Self {
+        self.counters = Some(counters);
+        self
     }
 
     /// Flushes and closes the dead-letter producer.

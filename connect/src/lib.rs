@@ -28,6 +28,7 @@ pub mod datagen;
 pub mod dir;
 pub mod errors;
 pub mod file;
+pub mod metrics;
 pub mod offsets;
 pub mod postgres;
 pub mod rest;

@@ -98,6 +98,8 @@ pub struct TaskEnv {
     pub offsets_topic: Option<String>,
     /// Where states go.
     pub status: StatusReporter,
+    /// Per-task counters (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::ConnectMetrics>,
 }
 
 /// One task of a connector, with what it runs with.
@@ -261,7 +263,8 @@ impl Work for SourceRun {
         if eos {
             producer.init_transactions().await?;
         }
-        let policy = ErrorPolicy::new(&self.config, &self.name, self.id, &env.bootstrap).await?;
+        let counters = env.metrics.task(&self.name, self.id, "source");
+        let policy = ErrorPolicy::new(&self.config, &self.name, self.id, &env.bootstrap).await?.counting_into(counters.clone());
         let reader = env.offsets.reader(&self.name).await?;
         self.task.start(&self.config, reader.as_ref()).await?;
         *started = true;
@@ -366,7 +369,9 @@ impl Work for SourceRun {
                     match ack.await {
                         Err(e) if eos => return Err(e.into()),
                         Err(e) => policy.report(&failed, Stage::KafkaProduce, &e.into()).await?,
-                        Ok(_) => {}
+                        Ok(_) => {
+                            counters.records.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                     }
                 }
                 noted.push((partition, offset));
@@ -432,7 +437,8 @@ impl Work for SinkRun {
             Some(pattern) => consumer.subscribe_pattern(&pattern)?,
             None => consumer.subscribe(&topics)?,
         }
-        let policy = ErrorPolicy::new(&self.config, &self.name, self.id, &env.bootstrap).await?;
+        let counters = env.metrics.task(&self.name, self.id, "sink");
+        let policy = ErrorPolicy::new(&self.config, &self.name, self.id, &env.bootstrap).await?.counting_into(counters.clone());
         self.task.start(&self.config).await?;
         *started = true;
         (env.status)(&self.name, self.id, TaskState::Running);
@@ -509,6 +515,7 @@ impl Work for SinkRun {
                     };
                     match put {
                         Ok(failures) => {
+                            counters.records.fetch_add(records.len().saturating_sub(failures.len()) as u64, std::sync::atomic::Ordering::Relaxed);
                             for f in failures {
                                 let record = raw.get(f.index).cloned().unwrap_or_default();
                                 policy.report(&record, Stage::TaskPut, &f.error).await?;

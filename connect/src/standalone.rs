@@ -170,6 +170,7 @@ pub async fn run(worker: WorkerConfig, connectors: Vec<ConnectorSpec>, mut stop:
         offsets,
         offsets_topic,
         status: Arc::new(|_: &str, _: usize, _: TaskState| {}),
+        metrics: Default::default(),
     });
     let (control, rx) = watch::channel(Control::Run);
     tokio::spawn(async move {

@@ -1301,6 +1301,7 @@ pub enum Target {
 pub struct Running {
     streams: tokio::sync::Mutex<Option<KafkaStreams>>,
     processed: Arc<AtomicU64>,
+    rows_out: Arc<AtomicU64>,
     lookup: Option<Lookup>,
 }
 
@@ -1322,6 +1323,17 @@ impl Running {
     /// Input records processed so far (this instance).
     pub fn processed(&self) -> u64 {
         self.processed.load(Ordering::Relaxed)
+    }
+
+    /// Writes its metrics (label `query`) and its streams instance's into `e`.
+    pub async fn write_metrics(&self, query: &str, e: &mut samsa_client::prom::Exposition) {
+        let labels = [("query", query)];
+        e.counter("samsa_sql_query_rows_in_total", "Input rows a persistent query read.", &labels, self.processed() as f64);
+        e.counter("samsa_sql_query_rows_out_total", "Result rows a persistent query wrote to its sink topic (changes of a table included).", &labels, self.rows_out.load(Ordering::Relaxed) as f64);
+        if let Some(s) = self.streams.lock().await.as_ref() {
+            e.gauge("samsa_sql_query_state_bytes", "Bytes of a persistent query's local state on this server.", &labels, s.state_size_bytes() as f64);
+            s.write_metrics(e);
+        }
     }
 
     /// The state-store lookup of a materialized table (non-windowed aggregations).
@@ -1547,8 +1559,15 @@ pub async fn start(plan: QueryPlan, target: Target, app_id: &str, bootstrap: &st
     };
     let out = build(&plan, &b, &store, dead_letter);
     let transient = matches!(target, Target::Channel(_));
+    let rows_out = Arc::new(AtomicU64::new(0));
     match target {
-        Target::Topic { sink, .. } => out.to(&sink.topic),
+        Target::Topic { sink, .. } => {
+            let counted = rows_out.clone();
+            out.peek(move |_, _| {
+                counted.fetch_add(1, Ordering::Relaxed);
+            })
+            .to(&sink.topic)
+        }
         Target::Channel(tx) => out.foreach(move |k, v| {
             let _ = tx.send((k.clone(), v.clone()));
         }),
@@ -1575,7 +1594,7 @@ pub async fn start(plan: QueryPlan, target: Target, app_id: &str, bootstrap: &st
         _ => None,
     };
     let streams = tokio::sync::Mutex::new(Some(streams));
-    Ok(Running { streams, processed: plan.input.processed.clone(), lookup })
+    Ok(Running { streams, processed: plan.input.processed.clone(), rows_out, lookup })
 }
 
 fn make_lookup(streams: &KafkaStreams, store: &str, out: Arc<OutputShared>, plan: &QueryPlan) -> Result<Lookup> {

@@ -609,6 +609,13 @@ impl Engine {
         self.inner.running.lock().await.get(id).map(|r| r.processed())
     }
 
+    /// Writes the metrics of the persistent queries running here into `e`.
+    pub async fn write_metrics(&self, e: &mut samsa_client::prom::Exposition) {
+        for (id, q) in self.inner.running.lock().await.iter() {
+            q.write_metrics(id, e).await;
+        }
+    }
+
     /// Total records processed by persistent queries here (for metrics).
     pub async fn processed_records(&self) -> i64 {
         self.inner.running.lock().await.values().map(|r| r.processed() as i64).sum::<i64>()

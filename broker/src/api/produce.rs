@@ -86,6 +86,7 @@ fn append_one(state: &BrokerState, name: &str, idx: i32, acks: i16, records: Opt
             })?;
             let leo = log.log_end_offset();
             partition.replica.lock().expect("replica lock").advance_hw(leo);
+            state.metrics.produced(name, (info.last_offset - info.base_offset + 1) as u64, records.len() as u64);
             (info.base_offset, info.last_offset, info.log_append_time)
         }
         Err(e) => {

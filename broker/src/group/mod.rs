@@ -455,6 +455,23 @@ impl Coordinator {
         }
     }
 
+    /// Every committed offset of the groups this broker coordinates: (group, partition,
+    /// offset), sorted.
+    pub fn committed_offsets(&self) -> Vec<(String, TopicPartition, i64)> {
+        let all = self.offsets.lock().expect("offsets lock");
+        let mut out: Vec<_> = all.iter().flat_map(|(g, c)| c.iter().map(move |(tp, o)| (g.clone(), tp.clone(), o.offset))).collect();
+        out.sort();
+        out
+    }
+
+    /// (group id, member count, state name) of every live group this broker coordinates.
+    pub fn member_counts(&self) -> Vec<(String, usize, &'static str)> {
+        let groups = self.groups.lock().expect("groups lock");
+        let mut out: Vec<_> = groups.values().filter(|g| g.state != State::Dead).map(|g| (g.id.clone(), g.members.len(), g.state.name())).collect();
+        out.sort();
+        out
+    }
+
     /// (group id, state name, protocol type) of every known group.
     pub fn list(&self) -> Vec<(String, &'static str, String)> {
         let groups = self.groups.lock().expect("groups lock");

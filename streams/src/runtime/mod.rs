@@ -45,6 +45,10 @@ pub(crate) struct Metrics {
     pub rebalances: AtomicU64,
     /// Times uncommitted work was dropped to be redone (aborts, rebalances mid-commit).
     pub redone: AtomicU64,
+    /// How long commits took.
+    pub commit_latency: samsa_client::prom::Histogram,
+    /// Changelog offsets still to restore before the restoring tasks can run.
+    pub restore_remaining: std::sync::atomic::AtomicI64,
     pub tasks: Mutex<BTreeMap<TaskId, TaskMetrics>>,
 }
 
@@ -188,6 +192,49 @@ impl KafkaStreams {
             }
             stopped.await;
         }
+    }
+
+    /// Writes this instance's metrics (label `app`: its `application.id`) into `e`: per
+    /// task records processed and dropped; commits and their latency; restoration
+    /// progress; rebalances.
+    pub fn write_metrics(&self, e: &mut samsa_client::prom::Exposition) {
+        use samsa_client::prom::Kind;
+        let app = self.shared.config.application_id.as_str();
+        let m = &self.shared.metrics;
+        e.family("samsa_streams_task_records_processed_total", Kind::Counter, "Input records a streams task processed.");
+        e.family("samsa_streams_task_records_dropped_total", Kind::Counter, "Input records a streams task dropped, by reason (late, bad, null_key).");
+        for (task, t) in self.task_metrics() {
+            let task = task.to_string();
+            e.counter("samsa_streams_task_records_processed_total", "", &[("app", app), ("task", &task)], t.processed as f64);
+            for (reason, n) in [("late", t.dropped_late), ("bad", t.dropped_bad), ("null_key", t.dropped_null_key)] {
+                e.counter("samsa_streams_task_records_dropped_total", "", &[("app", app), ("task", &task), ("reason", reason)], n as f64);
+            }
+        }
+        e.histogram("samsa_streams_commit_latency_seconds", "How long a streams thread's commit took (flush, produce, transaction commit).", &[("app", app)], &m.commit_latency.snapshot());
+        e.counter("samsa_streams_restored_records_total", "Changelog records applied while restoring tasks.", &[("app", app)], m.restored.load(Ordering::Relaxed) as f64);
+        e.gauge(
+            "samsa_streams_restore_remaining_offsets",
+            "Changelog offsets still to restore before the restoring tasks run (0: none restoring).",
+            &[("app", app)],
+            m.restore_remaining.load(Ordering::Relaxed).max(0) as f64,
+        );
+        e.counter("samsa_streams_rebalances_total", "Assignments the streams threads acted on.", &[("app", app)], m.rebalances.load(Ordering::Relaxed) as f64);
+        e.gauge("samsa_streams_state_bytes", "Bytes of this instance's local state (RocksDB files and checkpoints).", &[("app", app)], self.state_size_bytes() as f64);
+    }
+
+    /// Bytes of the local state directory of this application.
+    pub fn state_size_bytes(&self) -> u64 {
+        fn size(p: &std::path::Path) -> u64 {
+            let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+            rd.filter_map(|e| e.ok())
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => size(&e.path()),
+                    Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        size(&self.shared.state_dir.root)
     }
 
     /// Whether a thread failed (the instance is then shutting down).

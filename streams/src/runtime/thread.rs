@@ -216,8 +216,7 @@ impl StreamThread {
     }
 
     async fn send_output(&mut self) -> Result<()> {
-        let outputs: Vec<(TaskId, Vec<crate::stores::OutRecord>)> =
-            self.tasks.iter_mut().map(|(id, t)| (*id, t.take_output())).filter(|(_, o)| !o.is_empty()).collect();
+        let outputs: Vec<(TaskId, Vec<crate::stores::OutRecord>)> = self.tasks.iter_mut().map(|(id, t)| (*id, t.take_output())).filter(|(_, o)| !o.is_empty()).collect();
         if outputs.is_empty() {
             return Ok(());
         }
@@ -308,6 +307,7 @@ impl StreamThread {
         self.dirty = false;
         tracing::debug!(thread = self.idx + 1, ms = started.elapsed().as_millis() as u64, partitions = offsets.len(), "committed");
         self.shared.metrics.commits.fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.commit_latency.observe(started.elapsed());
         Ok(())
     }
 
@@ -499,6 +499,9 @@ impl StreamThread {
             self.following.clear();
             self.restore.assign(std::slice::from_ref(&tp))?;
             self.restore.seek(&tp, from)?;
+            let remaining = &self.shared.metrics.restore_remaining;
+            remaining.fetch_add(end - from, Ordering::Relaxed);
+            let mut at = from;
             let mut restored = 0u64;
             let mut last_log = Instant::now();
             let mut last_poll = Instant::now();
@@ -509,6 +512,9 @@ impl StreamThread {
                 restored += batch.len() as u64;
                 self.shared.metrics.restored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 st.restore_batch(&batch, pos)?;
+                let step = (pos.min(end) - at).max(0);
+                remaining.fetch_sub(step, Ordering::Relaxed);
+                at += step;
                 if pos >= end {
                     break;
                 }
@@ -523,6 +529,7 @@ impl StreamThread {
                     tracing::info!(task = %t, store = %st.def.name, at = pos, to = end, "restoring");
                 }
                 if self.shared.closing.load(Ordering::Acquire) {
+                    remaining.fetch_sub(end - at, Ordering::Relaxed);
                     return Err(Error::State("closing".into()));
                 }
             }
