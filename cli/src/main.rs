@@ -10,9 +10,11 @@ mod connect;
 mod consume;
 mod group;
 mod produce;
+mod quickstart;
 mod server;
 mod sql;
 mod sql_connectors;
+mod top;
 mod topic;
 mod transactions;
 mod util;
@@ -27,6 +29,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log level or filter for stderr, e.g. debug, warn, or info,samsa_broker=debug (wins
+    /// over RUST_LOG; the default depends on the command: info for server, warn for tools).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -55,6 +61,14 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Run Kafka-Connect-style connectors from config files (standalone).
     Connect(connect::ConnectArgs),
+    /// Run a whole pipeline in one command: a server, datagen connectors, a windowed SQL
+    /// join, and its results refreshing in the terminal.
+    ///
+    /// Everything runs in this process with its data in --data-dir; a second run resumes.
+    /// Ctrl-C (or --duration) stops it cleanly.
+    Quickstart(quickstart::QuickstartArgs),
+    /// A live view of a server's throughput and consumer lag, read from its /metrics.
+    Top(top::TopArgs),
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -74,6 +88,8 @@ fn main() -> ExitCode {
     // openraft narrates every vote and append at info; and warns of benign races (stale vote responses); only its errors matter to operators.
     let default_level = match cli.command {
         Command::Server(_) => "info,openraft=error",
+        // The quickstart's screen is the results; only problems are logged.
+        Command::Quickstart(_) => "warn,openraft=error",
         // A connect worker reports its tasks starting, stopping and failing.
         Command::Connect(_) => "warn,samsa_connect=info",
         _ => "warn",
@@ -82,7 +98,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colours only on a terminal: log files and test captures stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
+        .with_env_filter(match &cli.log_level {
+            Some(level) => match tracing_subscriber::EnvFilter::try_new(level) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("samsa: --log-level {level}: {e} (use a level such as info or debug, or a filter such as info,samsa_broker=debug)");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()),
+        })
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -102,6 +127,8 @@ fn main() -> ExitCode {
         Command::Transactions(args) => runtime.block_on(transactions::run(args)),
         Command::Sql(args) => runtime.block_on(sql::run(args)),
         Command::Connect(args) => runtime.block_on(connect::run_connect(args)),
+        Command::Quickstart(args) => runtime.block_on(quickstart::run(args)),
+        Command::Top(args) => runtime.block_on(top::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

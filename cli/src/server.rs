@@ -128,14 +128,67 @@ pub fn metrics_router(broker: std::sync::Arc<samsa_broker::server::BrokerState>,
     axum::Router::new().route("/metrics", axum::routing::get(handler))
 }
 
-/// Runs the broker until SIGINT/SIGTERM.
-pub async fn run(args: ServerArgs) -> Result<(), String> {
-    let config = load_config(&args).map_err(|e| e.to_string())?;
+/// A server started in this process: the broker and, unless turned off, its HTTP API
+/// (SQL, Connect, metrics) with the SQL engine and the Connect worker behind it.
+pub struct Running {
+    broker: Broker,
+    http: Option<HttpParts>,
+}
+
+/// What serves the HTTP API.
+struct HttpParts {
+    addr: SocketAddr,
+    engine: LazyEngine,
+    connect: samsa_connect::rest::LazyConnect,
+    serve: tokio::task::JoinHandle<()>,
+    watch: tokio::task::JoinHandle<()>,
+}
+
+impl ServerArgs {
+    /// A single node with its data in `data_dir`, Kafka clients on `listen` and the HTTP
+    /// API on `http_listen` (`samsa quickstart`'s server).
+    pub fn single_node(data_dir: PathBuf, listen: String, http_listen: String) -> ServerArgs {
+        ServerArgs { data_dir, listen, node_id: 1, controller_listen: None, voters: None, config: None, set: Vec::new(), http_listen: Some(http_listen), no_http: false }
+    }
+}
+
+impl Running {
+    /// The address Kafka clients use.
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.broker.local_addr()
+    }
+
+    /// The HTTP API's address, when it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|h| h.addr)
+    }
+
+    /// Stops the connectors, the persistent queries and the broker, in that order.
+    pub async fn stop(self) {
+        if let Some(h) = self.http {
+            h.serve.abort();
+            h.watch.abort();
+            if let Some(connect) = h.connect.started() {
+                connect.shutdown(Duration::from_secs(20)).await;
+            }
+            if let Some(engine) = h.engine.get() {
+                if tokio::time::timeout(Duration::from_secs(20), engine.close()).await.is_err() {
+                    tracing::warn!("the SQL engine's queries did not stop within 20s");
+                }
+            }
+        }
+        self.broker.shutdown().await;
+    }
+}
+
+/// Starts the broker and its HTTP API (printing nothing on stdout).
+pub async fn start(args: &ServerArgs) -> Result<Running, String> {
+    let config = load_config(args).map_err(|e| e.to_string())?;
     let voters = match &args.voters {
         Some(v) => samsa_broker::server::parse_voters(v).map_err(|e| e.to_string())?,
         None => Default::default(),
     };
-    let http = bind_http(&args).await?;
+    let http = bind_http(args).await?;
     let broker = Broker::start(BrokerOptions {
         data_dir: args.data_dir.clone(),
         listen: args.listen.clone(),
@@ -146,57 +199,54 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())?;
-    // The one line scripts wait for; everything else goes to stderr.
-    println!("samsa listening on {}", broker.local_addr());
-    tracing::info!(data_dir = %args.data_dir.display(), "broker ready");
+    tracing::info!(data_dir = %args.data_dir.display(), addr = %broker.local_addr(), "broker ready");
     // The SQL engine starts on the first request, or as soon as SQL is in use on the
     // cluster (its catalog topic exists): a server nobody queries adds no topic.
-    let mut sql = None;
-    if let Err(Some(warning)) = &http {
-        tracing::warn!("{warning}");
-    }
-    if let Ok(listener) = http {
-        let addr = listener.local_addr().map_err(|e| format!("HTTP listener: {e}"))?;
-        // Connectors hosted by this server (Kafka Connect's REST API on the same port, and
-        // SQL's CREATE SOURCE|SINK CONNECTOR).
-        let connect = samsa_connect::rest::LazyConnect::new(&own_bootstrap(broker.local_addr()), &addr.to_string());
-        let engine = LazyEngine::with_connectors(
-            EngineConfig { bootstrap: own_bootstrap(broker.local_addr()), state_dir: args.data_dir.join("sql"), run_queries: true },
-            std::sync::Arc::new(crate::sql_connectors::ServerConnectors(connect.clone())),
-        );
-        let app = samsa_sql::http::lazy_router(engine.clone()).merge(samsa_connect::rest::router(connect.clone())).merge(metrics_router(
-            broker.state().clone(),
-            engine.clone(),
-            connect.clone(),
-        ));
-        let serve = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "the SQL HTTP API stopped");
+    let listener = match http {
+        Ok(l) => l,
+        Err(warning) => {
+            if let Some(w) = warning {
+                tracing::warn!("{w}");
             }
-        });
-        let e2 = engine.clone();
-        let c2 = connect.clone();
-        let watch = tokio::spawn(async move {
-            tokio::join!(e2.start_when_catalog_exists(SQL_CATALOG_CHECK), c2.start_if_configured(SQL_CATALOG_CHECK));
-        });
+            return Ok(Running { broker, http: None });
+        }
+    };
+    let addr = listener.local_addr().map_err(|e| format!("HTTP listener: {e}"))?;
+    // Connectors hosted by this server (Kafka Connect's REST API on the same port, and
+    // SQL's CREATE SOURCE|SINK CONNECTOR).
+    let connect = samsa_connect::rest::LazyConnect::new(&own_bootstrap(broker.local_addr()), &addr.to_string());
+    let engine = LazyEngine::with_connectors(
+        EngineConfig { bootstrap: own_bootstrap(broker.local_addr()), state_dir: args.data_dir.join("sql"), run_queries: true },
+        std::sync::Arc::new(crate::sql_connectors::ServerConnectors(connect.clone())),
+    );
+    let app = samsa_sql::http::lazy_router(engine.clone()).merge(samsa_connect::rest::router(connect.clone())).merge(metrics_router(
+        broker.state().clone(),
+        engine.clone(),
+        connect.clone(),
+    ));
+    let serve = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the SQL HTTP API stopped");
+        }
+    });
+    let (e2, c2) = (engine.clone(), connect.clone());
+    let watch = tokio::spawn(async move {
+        tokio::join!(e2.start_when_catalog_exists(SQL_CATALOG_CHECK), c2.start_if_configured(SQL_CATALOG_CHECK));
+    });
+    tracing::info!(%addr, "HTTP API ready (SQL, Connect, metrics)");
+    Ok(Running { broker, http: Some(HttpParts { addr, engine, connect, serve, watch }) })
+}
+
+/// Runs the broker until SIGINT/SIGTERM.
+pub async fn run(args: ServerArgs) -> Result<(), String> {
+    let running = start(&args).await?;
+    // The lines scripts wait for; everything else goes to stderr.
+    println!("samsa listening on {}", running.kafka_addr());
+    if let Some(addr) = running.http_addr() {
         println!("samsa http on {addr}");
-        tracing::info!(%addr, "HTTP API ready (SQL, Connect)");
-        sql = Some((engine, connect, serve, watch));
     }
     wait_for_signal().await;
     tracing::info!("shutting down");
-    if let Some((engine, connect, serve, watch)) = sql {
-        serve.abort();
-        watch.abort();
-        if let Some(connect) = connect.started() {
-            connect.shutdown(Duration::from_secs(20)).await;
-        }
-        if let Some(engine) = engine.get() {
-            if tokio::time::timeout(Duration::from_secs(20), engine.close()).await.is_err() {
-                tracing::warn!("the SQL engine's queries did not stop within 20s");
-            }
-        }
-    }
-    broker.shutdown().await;
+    running.stop().await;
     Ok(())
 }

@@ -243,7 +243,7 @@ pub fn parse(text: &str) -> Result<Vec<Sample>, String> {
                 }
                 let start = chars.peek().map(|(i, _)| *i).unwrap_or(body.len());
                 let mut key_end = start;
-                while let Some((i, c)) = chars.next() {
+                for (i, c) in chars.by_ref() {
                     if c == '=' {
                         key_end = i;
                         break;

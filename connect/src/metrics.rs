@@ -17,10 +17,13 @@ pub struct TaskCounters {
     pub errors: AtomicU64,
 }
 
+/// A task's (connector, task number) and its (kind, counters).
+type Tasks = BTreeMap<(String, usize), (&'static str, Arc<TaskCounters>)>;
+
 /// The counters of every task this worker has run, by (connector, task, kind).
 #[derive(Debug, Default)]
 pub struct ConnectMetrics {
-    tasks: Mutex<BTreeMap<(String, usize), (&'static str, Arc<TaskCounters>)>>,
+    tasks: Mutex<Tasks>,
 }
 
 impl ConnectMetrics {

@@ -320,7 +320,10 @@ impl Engine {
             Statement::CreateSource { kind, name, columns, primary_key, options, if_not_exists } => {
                 self.create_source(kind, name, columns, primary_key, options, if_not_exists).await
             }
-            Statement::CreateAs { kind, name, options, select, select_at } => {
+            Statement::CreateAs { kind, name, options, select, select_at, if_not_exists } => {
+                if if_not_exists && self.inner.catalog.source(&name).is_some() {
+                    return Ok(Output::message(format!("{} {name} already exists", kind.name().to_lowercase())));
+                }
                 self.create_as(kind, name, options, &select, sql).await.map_err(|e| e.shifted(select_at.0, select_at.1))
             }
             Statement::InsertSelect { sink, select, select_at } => self.insert_select(sink, &select, sql).await.map_err(|e| e.shifted(select_at.0, select_at.1)),

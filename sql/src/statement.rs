@@ -113,6 +113,8 @@ pub enum Statement {
         options: BTreeMap<String, String>,
         /// The SELECT.
         select: String,
+        /// No error (and no new query) when a stream or table of that name exists.
+        if_not_exists: bool,
         /// Lines/columns before the SELECT in the statement (for error positions).
         select_at: (u64, u64),
     },
@@ -378,7 +380,7 @@ pub fn parse(sql: &str) -> Result<Statement> {
                 if select.is_empty() {
                     return Err(c.err("a SELECT after AS"));
                 }
-                return Ok(Statement::CreateAs { kind, name, options, select, select_at });
+                return Ok(Statement::CreateAs { kind, name, options, select, select_at, if_not_exists });
             }
             c.expect_token(Token::LParen, "( and the column list, or AS SELECT")?;
             let mut columns = Vec::new();
@@ -499,6 +501,9 @@ mod tests {
         let Statement::CreateAs { select, select_at, .. } = s else { panic!() };
         assert!(select.starts_with("SELECT page"));
         assert_eq!(select_at, (0, 40));
+        let s = parse("CREATE TABLE IF NOT EXISTS c AS SELECT page, COUNT(*) FROM pv GROUP BY page").unwrap();
+        let Statement::CreateAs { name, if_not_exists, .. } = s else { panic!() };
+        assert_eq!((name.as_str(), if_not_exists), ("c", true));
         assert!(matches!(parse("INSERT INTO s SELECT * FROM t").unwrap(), Statement::InsertSelect { .. }));
         assert!(matches!(parse("INSERT INTO s VALUES (1)").unwrap(), Statement::InsertValues { .. }));
         assert!(matches!(parse("INSERT INTO s (a) VALUES (1)").unwrap(), Statement::Query { emit_changes: false, .. }));
