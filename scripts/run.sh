@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Samsa's first command: build and run a single-node server on a local data dir.
+# Samsa's first command: build, then `samsa quickstart`: a single-node server on a local
+# data dir with a demo pipeline (datagen connectors, a windowed SQL join), its results
+# refreshing in the terminal until Ctrl-C. A second run resumes.
 # Beyond the Rust toolchain, installs what is missing of: libclang-dev (bindgen, for the
 # RocksDB that Samsa Streams bundles) and kcat (for the quickstart). Extra arguments go to
-# `samsa server` (e.g. --listen 127.0.0.1:0).
+# `samsa quickstart` (e.g. --listen 127.0.0.1:0, --duration 30s, --output json).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -23,11 +25,5 @@ echo "run: cargo build --release --bin samsa"
 cargo build --release --bin samsa
 bin="$CARGO_TARGET_DIR/release/samsa"
 data="${SAMSA_DATA_DIR:-$root/samsa-data}"
-cat <<TEXT
-run: starting samsa server with data in $data (Ctrl-C stops it cleanly)
-run: connect any Kafka client to the address printed below, e.g.
-       echo 'hello' | kcat -b 127.0.0.1:9092 -P -t demo
-       kcat -b 127.0.0.1:9092 -C -t demo -e -o beginning
-run: SQL over topics: $bin sql   (the shell; the server answers on the http address below)
-TEXT
-exec "$bin" server --data-dir "$data" "$@"
+echo "run: $bin quickstart --data-dir $data (Ctrl-C stops it cleanly; \`$bin server\` runs a server alone)"
+exec "$bin" quickstart --data-dir "$data" "$@"

@@ -406,6 +406,18 @@ async fn follow_image(state: Arc<BrokerState>, fetchers: Arc<Fetchers>, mut shut
         if !(t.leaders.is_empty() && t.followers.is_empty() && t.removed.is_empty()) {
             tracing::info!(now_leading = t.leaders.len(), now_following = t.followers.len(), removed = t.removed.len(), "applied metadata changes");
         }
+        // One line per leadership change of a user topic's partition (internal topics' at debug).
+        for (p, role) in t.leaders.iter().map(|p| (p, "leader")).chain(t.followers.iter().map(|p| (p, "follower"))) {
+            let (epoch, leader) = {
+                let r = p.replica.lock().expect("replica lock");
+                (r.leader_epoch, r.leader)
+            };
+            if crate::topics::is_internal(&p.topic) {
+                tracing::debug!(partition = %p.name(), leader, leader_epoch = epoch, "now {role}");
+            } else {
+                tracing::info!(partition = %p.name(), leader, leader_epoch = epoch, "now {role}");
+            }
+        }
         let count = image.topic(OFFSETS_TOPIC).map_or(0, |t| t.partitions.len() as i32);
         for p in t.leaders.iter().filter(|p| p.topic == OFFSETS_TOPIC) {
             state.groups.load_partition(p, count);

@@ -77,24 +77,24 @@ fn datagen(name: &str, topic: &str, data: &str, rate: f64) -> String {
 /// The statements that set the pipeline up (each a no-op when done before).
 fn pipeline(rate: f64) -> Vec<String> {
     vec![
-        "CREATE STREAM IF NOT EXISTS pageviews (userid VARCHAR, pageid VARCHAR) WITH (topic = 'pageviews', format = 'json', partitions = 1)".into(),
-        "CREATE TABLE IF NOT EXISTS users (userid VARCHAR, registertime BIGINT, regionid VARCHAR, gender VARCHAR) PRIMARY KEY (userid) \
-         WITH (topic = 'users', format = 'json', partitions = 1)"
+        "CREATE STREAM IF NOT EXISTS demo_pageviews (userid VARCHAR, pageid VARCHAR) WITH (topic = 'demo_pageviews', format = 'json', partitions = 1)".into(),
+        "CREATE TABLE IF NOT EXISTS demo_users (userid VARCHAR, registertime BIGINT, regionid VARCHAR, gender VARCHAR) PRIMARY KEY (userid) \
+         WITH (topic = 'demo_users', format = 'json', partitions = 1)"
             .into(),
-        datagen("quickstart_users", "users", "'quickstart' = 'users'", 3.0),
-        datagen("quickstart_pageviews", "pageviews", r#"'schema.string' = '{"userid": "User_${id}", "pageid": "Page_${int:1:6}"}', 'key.space' = '9'"#, rate),
-        "CREATE TABLE IF NOT EXISTS pageviews_per_minute AS \
+        datagen("quickstart_users", "demo_users", "'quickstart' = 'users'", 3.0),
+        datagen("quickstart_pageviews", "demo_pageviews", r#"'schema.string' = '{"userid": "User_${id}", "pageid": "Page_${int:1:6}"}', 'key.space' = '9'"#, rate),
+        "CREATE TABLE IF NOT EXISTS demo_pageviews_per_minute AS \
          SELECT p.pageid AS page, u.regionid AS region, tumble(p._timestamp, INTERVAL '1' MINUTE) AS minute, COUNT(*) AS views \
-         FROM pageviews p JOIN users u ON p.userid = u.userid \
+         FROM demo_pageviews p JOIN demo_users u ON p.userid = u.userid \
          GROUP BY p.pageid, u.regionid, tumble(p._timestamp, INTERVAL '1' MINUTE)"
             .into(),
     ]
 }
 
 /// The rows shown: the busiest groups of the latest minutes.
-const TOP_ROWS: &str = "SELECT page, region, minute, views FROM pageviews_per_minute ORDER BY minute DESC, views DESC, page, region LIMIT 10";
+const TOP_ROWS: &str = "SELECT page, region, minute, views FROM demo_pageviews_per_minute ORDER BY minute DESC, views DESC, page, region LIMIT 10";
 /// The totals over every window.
-const TOTALS: &str = "SELECT COUNT(DISTINCT minute) AS windows, COALESCE(SUM(views), 0) AS views FROM pageviews_per_minute";
+const TOTALS: &str = "SELECT COUNT(DISTINCT minute) AS windows, COALESCE(SUM(views), 0) AS views FROM demo_pageviews_per_minute";
 
 /// Runs one statement through the server's SQL API; the JSON answer, or its error text.
 async fn sql(http: &str, statement: &str) -> Result<Value, String> {
@@ -132,14 +132,14 @@ async fn snapshot(http: &str) -> Result<Snapshot, String> {
 fn intro(kafka: &str, http: &str, data_dir: &std::path::Path, rate: f64) -> String {
     format!(
         "Samsa quickstart: a single-node server runs in this process, with its data in {dir}.\n\
-         \n  Kafka clients  {kafka}   e.g. kcat -b {kafka} -C -t pageviews -o end\
+         \n  Kafka clients  {kafka}   e.g. kcat -b {kafka} -C -t demo_pageviews -o end\
          \n  HTTP API       {http}   SQL, Connect's REST API (/connectors), Prometheus /metrics\
          \n  SQL shell      samsa sql --server {http}\
          \n\nRunning:\
-         \n  connector quickstart_users       datagen -> topic users (3 updates/s, 9 users)\
-         \n  connector quickstart_pageviews   datagen -> topic pageviews ({rate} views/s, 6 pages)\
-         \n  query     CTAS_PAGEVIEWS_PER_MINUTE  page views per page and region per minute\
-         \n            (tumbling window; page views joined with the users table) -> table pageviews_per_minute\
+         \n  connector quickstart_users       datagen -> topic demo_users (3 updates/s, 9 users)\
+         \n  connector quickstart_pageviews   datagen -> topic demo_pageviews ({rate} views/s, 6 pages)\
+         \n  query     CTAS_DEMO_PAGEVIEWS_PER_MINUTE  page views per page and region per minute\
+         \n            (tumbling window; page views joined with the table demo_users) -> table demo_pageviews_per_minute\
          \n\nCtrl-C stops everything cleanly; run the same command again to resume.\n",
         dir = data_dir.display()
     )

@@ -70,6 +70,17 @@ fn metrics_count_connector_tasks_streams_tasks_and_persistent_queries_and_samsa_
         ensure!(seen.insert(name.to_string(), ()).is_none(), "{name} has two TYPE lines");
     }
 
+    // The log has a line per notable event, naming what it concerns.
+    let log = server.stderr();
+    for want in [
+        "now leader partition=orders-0 leader=1 leader_epoch=0",
+        "rebalance: new generation group=_samsa_sql_CTAS_QTY_PER_ITEM generation=1",
+        "task running app=_samsa_sql_CTAS_QTY_PER_ITEM thread=1 task=0_0",
+        "starting task connector=orders_gen task=0",
+    ] {
+        ensure!(log.contains(want), "the server log lacks `{want}`:\n{log}");
+    }
+
     let out = run_samsa(&["top", "--server", api, "--interval", "0.5", "--iterations", "1"], Duration::from_secs(30))?.ok()?;
     for want in ["requests/s", "orders", "CTAS_QTY_PER_ITEM", "orders_gen", "source"] {
         ensure!(out.contains(want), "samsa top lacks {want}:\n{out}");
@@ -110,7 +121,7 @@ fn quickstart_shows_per_minute_counts_that_update_and_a_second_run_resumes() -> 
     let args =
         |d: &'static str| ["quickstart", "--data-dir", data, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--duration", d, "--output", "json", "--refresh", "1"];
     let run = run_samsa(&args("30s"), Duration::from_secs(120))?;
-    ensure!(run.stderr.contains("samsa sql --server 127.0.0.1:") && run.stderr.contains("CTAS_PAGEVIEWS_PER_MINUTE"), "no description:\n{}", run.stderr);
+    ensure!(run.stderr.contains("samsa sql --server 127.0.0.1:") && run.stderr.contains("CTAS_DEMO_PAGEVIEWS_PER_MINUTE"), "no description:\n{}", run.stderr);
     let first = refreshes(&run.ok()?)?;
     let counted: Vec<&Refresh> = first.iter().filter(|r| !r.rows.is_empty()).collect();
     ensure!(counted.len() >= 3, "want counts in at least 3 refreshes of 30 s, got {}", counted.len());

@@ -319,6 +319,9 @@ impl Group {
             self.initial_delay_until = Some(now + self.initial_delay);
         }
         self.rebalance_deadline = Some(now + timeout);
+        if self.state != State::PreparingRebalance {
+            tracing::info!(group = %self.id, generation = self.generation, members = self.members.len(), "rebalance started");
+        }
         self.state = State::PreparingRebalance;
     }
 
@@ -342,6 +345,7 @@ impl Group {
         self.rebalance_deadline = None;
         self.generation += 1;
         if self.members.is_empty() {
+            tracing::info!(group = %self.id, generation = self.generation, "rebalance: no members left, group empty");
             self.state = State::Empty;
             self.protocol = None;
             self.leader = None;
@@ -354,6 +358,7 @@ impl Group {
         self.state = State::CompletingRebalance;
         let protocol = self.protocol.clone().expect("selected");
         let leader = self.leader.clone().expect("chosen");
+        tracing::info!(group = %self.id, generation = self.generation, members = self.members.len(), %leader, %protocol, "rebalance: new generation");
         let all: Vec<(String, Option<String>, Bytes)> =
             self.members.values().map(|m| (m.id.clone(), m.instance_id.clone(), m.metadata(&protocol))).collect();
         for m in self.members.values_mut() {

@@ -375,7 +375,7 @@ impl StreamThread {
             self.tasks.remove(&t);
             self.shared.unregister(t);
             self.shared.metrics.tasks.lock().unwrap().remove(&t);
-            tracing::info!(thread = self.idx + 1, task = %t, "task moved away");
+            tracing::info!(app = %self.shared.config.application_id, thread = self.idx + 1, task = %t, "task moved away");
         }
         let gone: Vec<TaskId> = self.standbys.keys().filter(|t| !standby.contains(t)).copied().collect();
         for t in gone {
@@ -409,7 +409,7 @@ impl StreamThread {
                 self.shared.register(&st.def.name, *t, st.backend.clone(), true);
             }
             self.tasks.insert(*t, task);
-            tracing::info!(thread = self.idx + 1, task = %t, "task running");
+            tracing::info!(app = %self.shared.config.application_id, thread = self.idx + 1, task = %t, "task running");
         }
         for t in &standby {
             if self.standbys.contains_key(t) || active.contains(t) {
@@ -495,7 +495,7 @@ impl StreamThread {
                 continue;
             }
             let started = Instant::now();
-            tracing::info!(task = %t, store = %st.def.name, from, to = end, "restoring from the changelog");
+            tracing::info!(app = %self.shared.config.application_id, task = %t, store = %st.def.name, from, to = end, "restoring from the changelog");
             self.following.clear();
             self.restore.assign(std::slice::from_ref(&tp))?;
             self.restore.seek(&tp, from)?;
@@ -526,7 +526,7 @@ impl StreamThread {
                 }
                 if last_log.elapsed().as_secs() >= 5 {
                     last_log = Instant::now();
-                    tracing::info!(task = %t, store = %st.def.name, at = pos, to = end, "restoring");
+                    tracing::info!(app = %self.shared.config.application_id, task = %t, store = %st.def.name, at = pos, to = end, "restoring");
                 }
                 if self.shared.closing.load(Ordering::Acquire) {
                     remaining.fetch_sub(end - at, Ordering::Relaxed);
@@ -534,7 +534,7 @@ impl StreamThread {
                 }
             }
             self.restore.unassign();
-            tracing::info!(task = %t, store = %st.def.name, records = restored, ms = started.elapsed().as_millis() as u64, "restored");
+            tracing::info!(app = %self.shared.config.application_id, task = %t, store = %st.def.name, records = restored, ms = started.elapsed().as_millis() as u64, "restored");
         }
         Ok(())
     }
