@@ -37,6 +37,8 @@ pub enum Kind {
         /// Whether a comma-separated list of the words is accepted.
         list: bool,
     },
+    /// Free text (addresses, file paths, principal lists), checked where it is used.
+    Text,
 }
 
 /// One config key.
@@ -103,6 +105,13 @@ pub const DEFS: &[Def] = &[
     Def { name: "transactional.id.expiration.ms", topic_name: None, kind: Kind::Int { min: 1, max: I32 }, default: "604800000", doc: "forget a transactional id idle this long" },
     Def { name: "producer.id.expiration.ms", topic_name: None, kind: Kind::Int { min: 1, max: I32 }, default: "86400000", doc: "forget a producer's sequence state in a partition after this long without writes" },
     Def { name: "transaction.marker.delay.ms", topic_name: None, kind: Kind::Int { min: 0, max: I32 }, default: "0", doc: "testing aid: wait this long after a transaction is prepared before writing its markers" },
+    Def { name: "listeners", topic_name: None, kind: Kind::Text, default: "", doc: "client listeners, NAME://HOST:PORT,... (e.g. PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:9093); when set, wins over --listen" },
+    Def { name: "listener.security.protocol.map", topic_name: None, kind: Kind::Text, default: "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", doc: "listener name to security protocol, NAME:PROTOCOL,..." },
+    Def { name: "ssl.certificate.location", topic_name: None, kind: Kind::Text, default: "", doc: "TLS listeners: the server certificate chain, a PEM file (reloaded when it changes)" },
+    Def { name: "ssl.key.location", topic_name: None, kind: Kind::Text, default: "", doc: "TLS listeners: the server's private key, a PEM file (reloaded when it changes)" },
+    Def { name: "ssl.ca.location", topic_name: None, kind: Kind::Text, default: "", doc: "TLS listeners: CA certificates (PEM) that client certificates must chain to" },
+    Def { name: "ssl.client.auth", topic_name: None, kind: Kind::Choice { values: &["none", "requested", "required"], list: false }, default: "none", doc: "TLS listeners: ask for client certificates (principal User:<subject>)" },
+    Def { name: "sasl.enabled.mechanisms", topic_name: None, kind: Kind::Choice { values: &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], list: true }, default: "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN", doc: "SASL listeners: the mechanisms clients may use (users: samsa user add)" },
     Def { name: "offsets.topic.segment.bytes", topic_name: None, kind: Kind::Int { min: 1024, max: I32 }, default: "104857600", doc: "segment size of __consumer_offsets" },
 ];
 
@@ -137,6 +146,7 @@ pub fn check_value(def: &Def, value: &str) -> std::result::Result<(), String> {
             "true" | "false" => Ok(()),
             _ => Err(format!("expected true or false, got `{value}`")),
         },
+        Kind::Text => Ok(()),
         Kind::Choice { values, list } => {
             let items: Vec<&str> = if list { value.split(',').map(str::trim).collect() } else { vec![value.trim()] };
             for item in items {

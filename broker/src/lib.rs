@@ -25,6 +25,7 @@ pub mod log;
 pub mod meta;
 pub mod metrics;
 pub mod replica;
+pub mod security;
 pub mod server;
 pub mod topics;
 pub mod txn;

@@ -148,6 +148,8 @@ impl BrokerState {
 pub struct Broker {
     state: Arc<BrokerState>,
     local_addr: SocketAddr,
+    listeners: Vec<(String, SocketAddr)>,
+    plaintext: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _lock: std::fs::File,
@@ -214,8 +216,25 @@ impl Broker {
             }
             cluster_id = cluster_id_of(&opts.voters);
         }
-        let listener = TcpListener::bind(&opts.listen).await.map_err(|e| Error::Listen { addr: opts.listen.clone(), source: e })?;
-        let local_addr = listener.local_addr()?;
+        // Client listeners: `listeners` when set, else --listen (both NAME://HOST:PORT,...).
+        let spec = Some(opts.config.get("listeners").trim()).filter(|s| !s.is_empty()).unwrap_or(opts.listen.as_str()).to_string();
+        let specs = crate::security::parse_listeners(&spec, opts.config.get("listener.security.protocol.map")).map_err(Error::Config)?;
+        if !opts.voters.is_empty() && specs[0].protocol != crate::security::Protocol::Plaintext {
+            return Err(Error::Config(format!(
+                "in a cluster the first listener carries replication between brokers and must be PLAINTEXT (it is {}); list a PLAINTEXT listener first",
+                specs[0].name
+            )));
+        }
+        let security = crate::security::Security::resolve(&opts.config, &specs).map_err(Error::Config)?;
+        let mut listeners = Vec::new();
+        for l in &specs {
+            let bound = TcpListener::bind(&l.addr).await.map_err(|e| Error::Listen { addr: l.addr.clone(), source: e })?;
+            let addr = bound.local_addr()?;
+            listeners.push((Arc::new(ListenerCtx { name: Arc::from(l.name.as_str()), protocol: l.protocol, addr, security: security.clone() }), bound));
+        }
+        let local_addr = listeners[0].0.addr;
+        let endpoints: Vec<crate::meta::image::Endpoint> =
+            listeners.iter().map(|(l, _)| crate::meta::image::Endpoint { listener: l.name.to_string(), host: l.addr.ip().to_string(), port: i32::from(l.addr.port()) }).collect();
         let controller_listener = match (&opts.controller_listen, opts.voters.is_empty()) {
             (Some(addr), false) => Some(TcpListener::bind(addr).await.map_err(|e| Error::Listen { addr: addr.clone(), source: e })?),
             (None, false) => return Err(Error::Config("--voters needs --controller-listen HOST:PORT (this node's entry in --voters)".into())),
@@ -231,6 +250,7 @@ impl Broker {
                 voters: opts.voters.clone(),
                 listener: controller_listener,
                 advertised: (local_addr.ip().to_string(), i32::from(local_addr.port())),
+                endpoints,
                 heartbeat_interval: cfg.ms("broker.heartbeat.interval.ms"),
                 session_timeout: cfg.ms("broker.session.timeout.ms"),
                 leader_imbalance_interval: Duration::from_secs(cfg.int("leader.imbalance.check.interval.seconds") as u64),
@@ -276,17 +296,33 @@ impl Broker {
             let applied = state.image().applied_index;
             state.topics.wait_reconciled(applied, Duration::from_secs(10)).await;
         }
-        tasks.push(tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx.clone())));
+        let addrs = listeners.iter().map(|(l, _)| (l.name.to_string(), l.addr)).collect();
+        let plaintext = listeners.iter().find(|(l, _)| l.protocol == crate::security::Protocol::Plaintext).map(|(l, _)| l.addr);
+        let limit = Arc::new(Semaphore::new(state.config.int("max.connections") as usize));
+        for (ctx, bound) in listeners {
+            tasks.push(tokio::spawn(accept_loop(bound, ctx, limit.clone(), state.clone(), shutdown_rx.clone())));
+        }
         tasks.push(tokio::spawn(group_ticks(state.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(txn_expiry(state.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(isr_checks(state.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(maintenance(state.clone(), shutdown_rx)));
-        Ok(Self { state, local_addr, shutdown, tasks, _lock: lock })
+        Ok(Self { state, local_addr, listeners: addrs, plaintext, shutdown, tasks, _lock: lock })
     }
 
-    /// The address the listener is bound to.
+    /// The address the first listener is bound to (the one registered for replication).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every client listener: (name, bound address).
+    pub fn listeners(&self) -> &[(String, SocketAddr)] {
+        &self.listeners
+    }
+
+    /// The first PLAINTEXT listener's address: where components in this process (SQL,
+    /// Connect) reach the broker.
+    pub fn plaintext_addr(&self) -> Option<SocketAddr> {
+        self.plaintext
     }
 
     /// Shared state (for tests and embedding).
@@ -312,8 +348,21 @@ impl Broker {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
-    let limit = Arc::new(Semaphore::new(state.config.int("max.connections") as usize));
+/// One client listener's name, protocol and security settings.
+struct ListenerCtx {
+    name: Arc<str>,
+    protocol: crate::security::Protocol,
+    addr: SocketAddr,
+    security: crate::security::Security,
+}
+
+/// Largest frame a client may send before it has authenticated on a SASL listener.
+const SASL_MAX_RECEIVE: usize = 512 * 1024;
+
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<ListenerCtx>, limit: Arc<Semaphore>, state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => p.expect("semaphore never closed"),
@@ -332,22 +381,61 @@ async fn accept_loop(listener: TcpListener, state: Arc<BrokerState>, mut shutdow
         };
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = serve(socket, peer, state, shutdown).await {
+            if let Err(e) = open(socket, peer, ctx, state, shutdown).await {
                 debug!(%peer, "connection ended: {e}");
             }
         });
     }
 }
 
-async fn serve(mut socket: TcpStream, peer: SocketAddr, state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+/// Sets a connection up (TLS handshake when the listener has it), then serves it.
+async fn open(socket: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, state: Arc<BrokerState>, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
+    let tls = match (&ctx.security.tls, ctx.protocol.tls()) {
+        (Some(cfg), true) => cfg.clone(),
+        _ => return serve(socket, peer, ctx, crate::security::ANONYMOUS.to_string(), state, shutdown).await,
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            warn!(%peer, listener = %ctx.name, "TLS handshake failed: {e}");
+            return Ok(());
+        }
+        Err(_) => {
+            warn!(%peer, listener = %ctx.name, "TLS handshake did not finish within {} s", TLS_HANDSHAKE_TIMEOUT.as_secs());
+            return Ok(());
+        }
+    };
+    // A client certificate names the principal (Kafka's default SSL principal builder).
+    let principal = match stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| crate::security::tls::subject(c)) {
+        Some(dn) => {
+            info!(%peer, listener = %ctx.name, principal = %format!("User:{dn}"), "TLS client certificate accepted");
+            format!("User:{dn}")
+        }
+        None => crate::security::ANONYMOUS.to_string(),
+    };
+    serve(stream, peer, ctx, principal, state, shutdown).await
+}
+
+async fn serve<S>(mut socket: S, peer: SocketAddr, ctx: Arc<ListenerCtx>, principal: String, state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let max = state.config.int("socket.request.max.bytes") as usize;
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let conn = api::Connection { peer };
+    let mut conn = api::Connection { peer, listener: ctx.name.clone(), principal };
+    // On a SASL listener nothing but ApiVersions and the SASL exchange is served until the
+    // client has authenticated.
+    let mut sasl = ctx.protocol.sasl().then(crate::security::sasl::Session::default);
     let _open = state.metrics.connection();
     loop {
+        // Before authentication a frame may be at most `sasl.server.max.receive.size`
+        // (Kafka's 512 KiB), so garbage announcing a huge frame is refused at once.
+        let max = if sasl.is_some() { max.min(SASL_MAX_RECEIVE) } else { max };
         match frame::check(&buf, max) {
             FrameCheck::TooLarge { announced } => {
                 warn!(%peer, announced, max, "closing connection: request frame of {announced} bytes exceeds socket.request.max.bytes ({max})");
@@ -358,10 +446,34 @@ async fn serve(mut socket: TcpStream, peer: SocketAddr, state: Arc<BrokerState>,
                 let body = buf.split_to(len).freeze();
                 let key = samsa_client::wire::header::peek(&body).map(|h| h.api_key);
                 let started = std::time::Instant::now();
-                match api::handle(&state, &conn, body).await {
+                let outcome = match sasl.as_mut() {
+                    // After a v0 handshake the tokens are bare frames, and so are the answers.
+                    Some(session) if session.raw => match session.authenticate(&state.image(), &body) {
+                        crate::security::sasl::Step::Continue(bytes) => Outcome::Respond(bytes.into()),
+                        crate::security::sasl::Step::Done(bytes, principal) => {
+                            info!(%peer, listener = %ctx.name, %principal, "authenticated");
+                            conn.principal = principal;
+                            sasl = None;
+                            Outcome::Respond(bytes.into())
+                        }
+                        crate::security::sasl::Step::Failed(message) => Outcome::Close(format!("SASL authentication failed: {message}")),
+                    },
+                    Some(session) => {
+                        let (outcome, done) = authenticate(&state, &ctx, session, body);
+                        if let Some(principal) = done {
+                            info!(%peer, listener = %ctx.name, %principal, "authenticated");
+                            conn.principal = principal;
+                            sasl = None;
+                        }
+                        outcome
+                    }
+                    None => api::handle(&state, &conn, body).await,
+                };
+                match outcome {
                     Outcome::Respond(bytes) => {
                         socket.write_all(&frame::size_prefix(bytes.len())).await?;
                         socket.write_all(&bytes).await?;
+                        socket.flush().await?;
                         if let Some(key) = key {
                             state.metrics.request(key, started.elapsed(), len + 4, bytes.len() + 4);
                         }
@@ -372,7 +484,14 @@ async fn serve(mut socket: TcpStream, peer: SocketAddr, state: Arc<BrokerState>,
                         }
                     }
                     Outcome::Close(reason) => {
-                        warn!(%peer, "closing connection: {reason}");
+                        warn!(%peer, listener = %ctx.name, "closing connection: {reason}");
+                        return Ok(());
+                    }
+                    Outcome::RespondAndClose(bytes, reason) => {
+                        socket.write_all(&frame::size_prefix(bytes.len())).await?;
+                        socket.write_all(&bytes).await?;
+                        socket.flush().await?;
+                        warn!(%peer, listener = %ctx.name, "closing connection: {reason}");
                         return Ok(());
                     }
                 }
@@ -388,6 +507,52 @@ async fn serve(mut socket: TcpStream, peer: SocketAddr, state: Arc<BrokerState>,
                 }
             }
         }
+    }
+}
+
+/// One request of a connection that has not authenticated yet: ApiVersions, SaslHandshake
+/// and SaslAuthenticate are served, anything else closes the connection. Returns what to
+/// send and, once authenticated, the principal.
+fn authenticate(state: &BrokerState, ctx: &ListenerCtx, session: &mut crate::security::sasl::Session, body: bytes::Bytes) -> (Outcome, Option<String>) {
+    use crate::security::sasl::Step;
+    use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
+    let d = match api::decode(body) {
+        Ok(d) => d,
+        Err(outcome) => return (outcome, None),
+    };
+    let (key, v, cid) = (d.key, d.version, d.correlation_id);
+    match d.request {
+        api::Request::ApiVersions(_) => (api::api_versions(key, v, cid), None),
+        api::Request::SaslHandshake(r) => {
+            let mut resp = SaslHandshakeResponse::default();
+            resp.mechanisms = ctx.security.mechanisms.iter().map(|m| api::sb(m.clone())).collect();
+            if let Err(e) = session.handshake(r.mechanism.as_str(), &ctx.security.mechanisms) {
+                resp.error_code = e.code();
+                let why = format!("SASL mechanism {} refused ({e:?}); this listener offers {}", r.mechanism.as_str(), ctx.security.mechanisms.join(", "));
+                return (Outcome::RespondAndClose(api::encode_bytes(key, v, cid, &resp), why), None);
+            }
+            session.raw = v == 0;
+            (api::encode(key, v, cid, &resp), None)
+        }
+        api::Request::SaslAuthenticate(r) => {
+            let mut resp = SaslAuthenticateResponse::default();
+            match session.authenticate(&state.image(), &r.auth_bytes) {
+                Step::Continue(bytes) => {
+                    resp.auth_bytes = bytes.into();
+                    (api::encode(key, v, cid, &resp), None)
+                }
+                Step::Done(bytes, principal) => {
+                    resp.auth_bytes = bytes.into();
+                    (api::encode(key, v, cid, &resp), Some(principal))
+                }
+                Step::Failed(message) => {
+                    resp.error_code = kafka_protocol::ResponseError::SaslAuthenticationFailed.code();
+                    resp.error_message = Some(api::sb(message.clone()));
+                    (Outcome::RespondAndClose(api::encode_bytes(key, v, cid, &resp), format!("SASL authentication failed: {message}")), None)
+                }
+            }
+        }
+        _ => (Outcome::Close(format!("{key:?} request before SASL authentication on listener {} (only ApiVersions, SaslHandshake and SaslAuthenticate are served until then)", ctx.name)), None),
     }
 }
 

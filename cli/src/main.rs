@@ -17,6 +17,7 @@ mod sql_connectors;
 mod top;
 mod topic;
 mod transactions;
+mod user;
 mod util;
 
 use std::process::ExitCode;
@@ -69,6 +70,8 @@ enum Command {
     Quickstart(quickstart::QuickstartArgs),
     /// A live view of a server's throughput and consumer lag, read from its /metrics.
     Top(top::TopArgs),
+    /// Add, list and delete SCRAM users (SASL_PLAINTEXT / SASL_SSL listeners).
+    User(user::UserArgs),
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         Command::Connect(args) => runtime.block_on(connect::run_connect(args)),
         Command::Quickstart(args) => runtime.block_on(quickstart::run(args)),
         Command::Top(args) => runtime.block_on(top::run(args)),
+        Command::User(args) => runtime.block_on(user::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -158,14 +158,20 @@ fn render(s: &Snapshot, elapsed: Duration) -> String {
     out
 }
 
+/// How long one call to the server's SQL API may take before it counts as failed.
+const CALL_LIMIT: Duration = Duration::from_secs(15);
+
 /// Runs `samsa quickstart`.
 pub async fn run(args: QuickstartArgs) -> Result<(), String> {
-    if !(args.refresh > 0.0 && args.rate > 0.0) {
-        return Err("--refresh and --rate must be above 0".into());
+    let refresh = crate::util::seconds_flag("refresh", args.refresh)?;
+    if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 1_000_000.0) {
+        return Err(format!("--rate must be above 0 and at most 1000000 page views per second, got {}", args.rate));
     }
+    // Installed first: a Ctrl-C while the server starts stops it as soon as it is up.
+    let mut stop = crate::util::shutdown_signal()?;
     let server_args = ServerArgs::single_node(args.data_dir.clone(), args.listen.clone(), args.http_listen.clone());
     let running = server::start(&server_args).await?;
-    let result = drive(&args, &running).await;
+    let result = drive(&args, refresh, &running, &mut stop).await;
     if args.output == Output::Table {
         println!("\nStopping (connectors, query, broker)...");
     }
@@ -173,7 +179,8 @@ pub async fn run(args: QuickstartArgs) -> Result<(), String> {
     result
 }
 
-async fn drive(args: &QuickstartArgs, running: &server::Running) -> Result<(), String> {
+async fn drive(args: &QuickstartArgs, refresh: Duration, running: &server::Running, stop: &mut crate::util::Stop) -> Result<(), String> {
+    let started = Instant::now();
     let kafka = running.kafka_addr().to_string();
     let http = running.http_addr().ok_or("the HTTP API did not start")?.to_string();
     let text = intro(&kafka, &http, &args.data_dir, args.rate);
@@ -183,17 +190,26 @@ async fn drive(args: &QuickstartArgs, running: &server::Running) -> Result<(), S
     } else {
         print!("{text}");
     }
-    for statement in pipeline(args.rate) {
-        sql(&http, &statement).await?;
+    let setup = async {
+        for statement in pipeline(args.rate) {
+            sql(&http, &statement).await?;
+        }
+        Ok(())
+    };
+    match crate::util::unless_stopped(stop, CALL_LIMIT * 5, "setting up the pipeline", setup).await {
+        None => return Ok(()),
+        Some(r) => r?,
     }
-    let started = Instant::now();
     let deadline = args.duration.map(|d| started + d);
     let redraw = !json && std::io::stdout().is_terminal();
-    let mut signal = Box::pin(crate::wait_for_signal());
     loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(());
+        }
         // A query that fails now and then (e.g. while the table's topic is created) is
         // shown and retried at the next refresh.
-        let shown = match snapshot(&http).await {
+        let Some(result) = crate::util::unless_stopped(stop, CALL_LIMIT, "the SQL API", snapshot(&http)).await else { return Ok(()) };
+        let shown = match result {
             Ok(s) if json => json!({
                 "elapsed_s": started.elapsed().as_secs_f64(),
                 "total_views": s.views,
@@ -213,17 +229,10 @@ async fn drive(args: &QuickstartArgs, running: &server::Running) -> Result<(), S
         let _ = writeln!(stdout, "{shown}");
         let _ = stdout.flush();
         drop(stdout);
-        let mut wait = Duration::from_secs_f64(args.refresh);
-        if let Some(d) = deadline {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(());
-            }
-            wait = wait.min(left);
-        }
+        let wait = deadline.map_or(refresh, |d| refresh.min(d.saturating_duration_since(Instant::now())));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = &mut signal => return Ok(()),
+            _ = &mut *stop => return Ok(()),
         }
     }
 }

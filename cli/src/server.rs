@@ -17,9 +17,12 @@ pub struct ServerArgs {
     /// Directory for logs and metadata (created if missing).
     #[arg(long, default_value = "./samsa-data", value_name = "DIR")]
     data_dir: PathBuf,
-    /// Address for Kafka clients; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
-    listen: String,
+    /// A listener for Kafka clients: HOST:PORT (PLAINTEXT) or NAME://HOST:PORT with a
+    /// security protocol name (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) or a name mapped by
+    /// listener.security.protocol.map; repeatable; port 0 picks a free port. The first one
+    /// is advertised for replication. `--set listeners=...` wins over it.
+    #[arg(long, default_value = "127.0.0.1:9092", value_name = "[NAME://]HOST:PORT")]
+    listen: Vec<String>,
     /// This broker's node id (also its id in the controller quorum).
     #[arg(long, default_value_t = 1, value_name = "N")]
     node_id: i32,
@@ -148,7 +151,7 @@ impl ServerArgs {
     /// A single node with its data in `data_dir`, Kafka clients on `listen` and the HTTP
     /// API on `http_listen` (`samsa quickstart`'s server).
     pub fn single_node(data_dir: PathBuf, listen: String, http_listen: String) -> ServerArgs {
-        ServerArgs { data_dir, listen, node_id: 1, controller_listen: None, voters: None, config: None, set: Vec::new(), http_listen: Some(http_listen), no_http: false }
+        ServerArgs { data_dir, listen: vec![listen], node_id: 1, controller_listen: None, voters: None, config: None, set: Vec::new(), http_listen: Some(http_listen), no_http: false }
     }
 }
 
@@ -156,6 +159,11 @@ impl Running {
     /// The address Kafka clients use.
     pub fn kafka_addr(&self) -> SocketAddr {
         self.broker.local_addr()
+    }
+
+    /// Every client listener: (name, address).
+    pub fn listeners(&self) -> &[(String, SocketAddr)] {
+        self.broker.listeners()
     }
 
     /// The HTTP API's address, when it runs.
@@ -191,7 +199,7 @@ pub async fn start(args: &ServerArgs) -> Result<Running, String> {
     let http = bind_http(args).await?;
     let broker = Broker::start(BrokerOptions {
         data_dir: args.data_dir.clone(),
-        listen: args.listen.clone(),
+        listen: args.listen.join(","),
         node_id: args.node_id,
         controller_listen: args.controller_listen.clone(),
         voters,
@@ -212,11 +220,16 @@ pub async fn start(args: &ServerArgs) -> Result<Running, String> {
         }
     };
     let addr = listener.local_addr().map_err(|e| format!("HTTP listener: {e}"))?;
+    // The SQL engine and the Connect worker are clients of this broker without TLS or SASL.
+    let Some(inner) = broker.plaintext_addr() else {
+        tracing::warn!("the HTTP API (SQL, Connect, metrics) is off: it needs a PLAINTEXT listener, e.g. --listen 127.0.0.1:9092 (loopback) beside the secured ones");
+        return Ok(Running { broker, http: None });
+    };
     // Connectors hosted by this server (Kafka Connect's REST API on the same port, and
     // SQL's CREATE SOURCE|SINK CONNECTOR).
-    let connect = samsa_connect::rest::LazyConnect::new(&own_bootstrap(broker.local_addr()), &addr.to_string());
+    let connect = samsa_connect::rest::LazyConnect::new(&own_bootstrap(inner), &addr.to_string());
     let engine = LazyEngine::with_connectors(
-        EngineConfig { bootstrap: own_bootstrap(broker.local_addr()), state_dir: args.data_dir.join("sql"), run_queries: true },
+        EngineConfig { bootstrap: own_bootstrap(inner), state_dir: args.data_dir.join("sql"), run_queries: true },
         std::sync::Arc::new(crate::sql_connectors::ServerConnectors(connect.clone())),
     );
     let app = samsa_sql::http::lazy_router(engine.clone()).merge(samsa_connect::rest::router(connect.clone())).merge(metrics_router(
@@ -242,6 +255,9 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
     let running = start(&args).await?;
     // The lines scripts wait for; everything else goes to stderr.
     println!("samsa listening on {}", running.kafka_addr());
+    for (name, addr) in running.listeners().iter().skip(1) {
+        println!("samsa listener {name} on {addr}");
+    }
     if let Some(addr) = running.http_addr() {
         println!("samsa http on {addr}");
     }

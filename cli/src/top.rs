@@ -97,6 +97,7 @@ fn render(server: &str, before: &Scrape, now: &Scrape) -> String {
         if rows.is_empty() {
             out.push_str(&format!("{title}: none\n"));
         } else {
+            out.push_str(&format!("{title}\n"));
             out.push_str(&crate::util::table_text(header, &rows));
         }
     };
@@ -152,29 +153,39 @@ fn render(server: &str, before: &Scrape, now: &Scrape) -> String {
     out
 }
 
+/// How long one scrape may take.
+const SCRAPE_LIMIT: Duration = Duration::from_secs(10);
+
 /// Runs `samsa top`.
 pub async fn run(args: TopArgs) -> Result<(), String> {
-    if args.interval <= 0.0 {
-        return Err("--interval must be above 0".into());
-    }
+    let interval = crate::util::seconds_flag("interval", args.interval)?;
+    let mut stop = crate::util::shutdown_signal()?;
     let redraw = std::io::stdout().is_terminal();
-    let mut before = scrape(&args.server).await?;
-    let mut signal = Box::pin(crate::wait_for_signal());
+    let what = format!("GET http://{}/metrics", args.server);
+    let Some(first) = crate::util::unless_stopped(&mut stop, SCRAPE_LIMIT, &what, scrape(&args.server)).await else { return Ok(()) };
+    let mut before = first?;
     let mut shown = 0;
     while args.iterations.is_none_or(|n| shown < n) {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs_f64(args.interval)) => {}
-            _ = &mut signal => return Ok(()),
+            _ = tokio::time::sleep(interval) => {}
+            _ = &mut stop => return Ok(()),
         }
-        let now = scrape(&args.server).await?;
-        let screen = render(&args.server, &before, &now);
+        let Some(now) = crate::util::unless_stopped(&mut stop, SCRAPE_LIMIT, &what, scrape(&args.server)).await else { return Ok(()) };
+        // A failed scrape is shown and the next one compared with the last good one.
+        let screen = match now {
+            Ok(now) => {
+                let screen = render(&args.server, &before, &now);
+                before = now;
+                screen
+            }
+            Err(e) => format!("samsa top — {}: {e} (retrying)\n", args.server),
+        };
         let mut stdout = std::io::stdout().lock();
         if redraw {
             let _ = write!(stdout, "\x1b[2J\x1b[H");
         }
         let _ = writeln!(stdout, "{screen}");
         let _ = stdout.flush();
-        before = now;
         shown += 1;
     }
     Ok(())

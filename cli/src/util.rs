@@ -90,3 +90,37 @@ pub async fn http_send(server: &str, method: hyper::Method, path: &str, body: Op
     let response = sender.send_request(req).await.map_err(|e| format!("HTTP to {server}: {e} ({hint})"))?;
     Ok(Reply { response, conn })
 }
+
+/// A pending SIGINT/SIGTERM (see [`shutdown_signal`]).
+pub type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A future that ends on SIGINT or SIGTERM, with the handlers installed now: a signal that
+/// arrives before it is first awaited still ends it.
+pub fn shutdown_signal() -> Result<Stop, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    Ok(Box::pin(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }))
+}
+
+/// A flag given in seconds as a duration: a finite number above 0, at most a day.
+pub fn seconds_flag(flag: &str, secs: f64) -> Result<std::time::Duration, String> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("--{flag} must be a number of seconds above 0 and at most 86400, got {secs}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// Runs `work` unless `stop` ends first (`None`), giving up after `limit` with `what` in
+/// the error.
+pub async fn unless_stopped<T>(stop: &mut Stop, limit: std::time::Duration, what: &str, work: impl std::future::Future<Output = Result<T, String>>) -> Option<Result<T, String>> {
+    tokio::select! {
+        r = tokio::time::timeout(limit, work) => Some(r.unwrap_or_else(|_| Err(format!("{what} did not answer within {} s", limit.as_secs())))),
+        _ = stop => None,
+    }
+}

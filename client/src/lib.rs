@@ -24,6 +24,7 @@ pub mod error;
 pub mod net;
 pub mod producer;
 pub mod prom;
+pub mod scram;
 pub mod wire;
 
 pub use admin::{Admin, AdminConfig};

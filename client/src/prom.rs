@@ -122,9 +122,12 @@ impl Exposition {
             cumulative += n;
             line(out, &bucket, labels, Some(("le", &number(*bound))), cumulative as f64);
         }
-        line(out, &bucket, labels, Some(("le", "+Inf")), h.count as f64);
+        // Read without a lock, a bucket may already count an observation `count` does
+        // not have yet: +Inf and _count never go below the buckets.
+        let count = h.count.max(cumulative);
+        line(out, &bucket, labels, Some(("le", "+Inf")), count as f64);
         line(out, &format!("{name}_sum"), labels, None, h.sum);
-        line(out, &format!("{name}_count"), labels, None, h.count as f64);
+        line(out, &format!("{name}_count"), labels, None, count as f64);
     }
 
     /// The text to serve (`text/plain; version=0.0.4`).

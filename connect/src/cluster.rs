@@ -374,6 +374,7 @@ impl ConnectCluster {
                     Some(stored) => st.connectors.insert(name.to_string(), stored),
                     None => {
                         st.statuses.retain(|(n, _), _| n != name);
+                        self.inner.metrics.remove(name);
                         st.connectors.remove(name)
                     }
                 };
@@ -693,7 +694,6 @@ impl ConnectCluster {
     /// Deletes a connector (its tasks stop on every server).
     pub async fn delete(&self, name: &str) -> std::result::Result<(), ApiError> {
         self.config(name)?;
-        self.inner.metrics.remove(name);
         self.write_config(format!("connector-{name}"), None).await
     }
 

@@ -1297,9 +1297,37 @@ pub enum Target {
     Channel(tokio::sync::mpsc::UnboundedSender<(Option<String>, Option<Bytes>)>),
 }
 
+/// A running query's counters and streams instance, for `GET /metrics`.
+pub struct QueryMetrics {
+    processed: Arc<AtomicU64>,
+    rows_out: Arc<AtomicU64>,
+    streams: Arc<tokio::sync::Mutex<Option<KafkaStreams>>>,
+}
+
+impl QueryMetrics {
+    /// Writes the query's metrics (label `query`) and its streams instance's into `e`. A
+    /// query that is stopping (its instance locked) reports only its counters.
+    pub async fn write(&self, query: &str, e: &mut samsa_client::prom::Exposition) {
+        let labels = [("query", query)];
+        e.counter("samsa_sql_query_rows_in_total", "Input rows a persistent query read.", &labels, self.processed.load(Ordering::Relaxed) as f64);
+        e.counter("samsa_sql_query_rows_out_total", "Result rows a persistent query wrote to its sink topic (changes of a table included).", &labels, self.rows_out.load(Ordering::Relaxed) as f64);
+        let dir = match self.streams.try_lock() {
+            Ok(guard) => guard.as_ref().map(|s| {
+                s.write_metrics(e);
+                s.state_dir().to_path_buf()
+            }),
+            Err(_) => None,
+        };
+        if let Some(dir) = dir {
+            let bytes = tokio::task::spawn_blocking(move || samsa_streams::runtime::dir_size(&dir)).await.unwrap_or(0);
+            e.gauge("samsa_sql_query_state_bytes", "Bytes of a persistent query's local state on this server (RocksDB files, checkpoints).", &labels, bytes as f64);
+        }
+    }
+}
+
 /// A running continuous query.
 pub struct Running {
-    streams: tokio::sync::Mutex<Option<KafkaStreams>>,
+    streams: Arc<tokio::sync::Mutex<Option<KafkaStreams>>>,
     processed: Arc<AtomicU64>,
     rows_out: Arc<AtomicU64>,
     lookup: Option<Lookup>,
@@ -1325,15 +1353,9 @@ impl Running {
         self.processed.load(Ordering::Relaxed)
     }
 
-    /// Writes its metrics (label `query`) and its streams instance's into `e`.
-    pub async fn write_metrics(&self, query: &str, e: &mut samsa_client::prom::Exposition) {
-        let labels = [("query", query)];
-        e.counter("samsa_sql_query_rows_in_total", "Input rows a persistent query read.", &labels, self.processed() as f64);
-        e.counter("samsa_sql_query_rows_out_total", "Result rows a persistent query wrote to its sink topic (changes of a table included).", &labels, self.rows_out.load(Ordering::Relaxed) as f64);
-        if let Some(s) = self.streams.lock().await.as_ref() {
-            e.gauge("samsa_sql_query_state_bytes", "Bytes of a persistent query's local state on this server.", &labels, s.state_size_bytes() as f64);
-            s.write_metrics(e);
-        }
+    /// What a scrape reads of it, taken without holding the engine's locks.
+    pub fn metrics_source(&self) -> QueryMetrics {
+        QueryMetrics { processed: self.processed.clone(), rows_out: self.rows_out.clone(), streams: self.streams.clone() }
     }
 
     /// The state-store lookup of a materialized table (non-windowed aggregations).
@@ -1593,7 +1615,7 @@ pub async fn start(plan: QueryPlan, target: Target, app_id: &str, bootstrap: &st
         (Some(agg), false) if agg.window.is_none() => Some(make_lookup(&streams, &store, agg.output.clone(), &plan)?),
         _ => None,
     };
-    let streams = tokio::sync::Mutex::new(Some(streams));
+    let streams = Arc::new(tokio::sync::Mutex::new(Some(streams)));
     Ok(Running { streams, processed: plan.input.processed.clone(), rows_out, lookup })
 }
 

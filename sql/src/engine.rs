@@ -614,8 +614,9 @@ impl Engine {
 
     /// Writes the metrics of the persistent queries running here into `e`.
     pub async fn write_metrics(&self, e: &mut samsa_client::prom::Exposition) {
-        for (id, q) in self.inner.running.lock().await.iter() {
-            q.write_metrics(id, e).await;
+        let queries: Vec<_> = self.inner.running.lock().await.iter().map(|(id, q)| (id.clone(), q.metrics_source())).collect();
+        for (id, q) in queries {
+            q.write(&id, e).await;
         }
     }
 

@@ -22,6 +22,7 @@ mod kafkajs;
 mod kcat;
 mod log_policies;
 mod observability;
+mod security;
 mod sql_durability;
 mod sql_nexmark;
 mod sql_http;

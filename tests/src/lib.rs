@@ -36,6 +36,7 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
 
 const READY_PREFIX: &str = "samsa listening on ";
 const HTTP_PREFIX: &str = "samsa http on ";
+const LISTENER_PREFIX: &str = "samsa listener ";
 const SETUP_HINT: &str = "run `scripts/setup-test.sh` (as root) to install the test clients";
 
 /// The workspace root (the folder holding the root `Cargo.toml`).
@@ -227,6 +228,8 @@ pub struct SamsaServer {
     child: Option<Child>,
     addr: String,
     http_addr: String,
+    /// Listeners after the first: (name, address).
+    listeners: Vec<(String, String)>,
     data_dir: PathBuf,
     stderr_path: PathBuf,
     builder: ServerBuilder,
@@ -310,6 +313,7 @@ impl SamsaServer {
             child: Some(child),
             addr: String::new(),
             http_addr: String::new(),
+            listeners: Vec::new(),
             data_dir,
             stderr_path,
             builder,
@@ -326,6 +330,8 @@ impl SamsaServer {
                         server.addr = addr.trim().to_string();
                     } else if let Some(addr) = line.trim().strip_prefix(HTTP_PREFIX) {
                         server.http_addr = addr.trim().to_string();
+                    } else if let Some((name, addr)) = line.trim().strip_prefix(LISTENER_PREFIX).and_then(|l| l.split_once(" on ")) {
+                        server.listeners.push((name.to_string(), addr.trim().to_string()));
                     } else {
                         seen.push(line);
                     }
@@ -384,6 +390,12 @@ impl SamsaServer {
     /// The `host:port` of the server's SQL HTTP API (`POST /sql`, `samsa sql --server`).
     pub fn http_addr(&self) -> &str {
         &self.http_addr
+    }
+
+    /// The address of the listener named `name` (one after the first, set with
+    /// `listeners=...`), e.g. `SASL_SSL`.
+    pub fn listener(&self, name: &str) -> Option<&str> {
+        self.listeners.iter().find(|(n, _)| n == name).map(|(_, a)| a.as_str())
     }
 
     /// The port the server listens on.

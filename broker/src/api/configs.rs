@@ -24,6 +24,7 @@ fn config_type(kind: Kind) -> i8 {
         Kind::Float { .. } => 6,
         Kind::Choice { list: true, .. } => 7,
         Kind::Choice { list: false, .. } => 2,
+        Kind::Text => 2,
     }
 }
 

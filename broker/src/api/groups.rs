@@ -25,7 +25,7 @@ fn opt(s: &Option<StrBytes>) -> Option<&str> {
 /// The broker that coordinates a group (`txn` false) or transactional id (`txn` true):
 /// the leader of the key's partition of `__consumer_offsets` or `__transaction_state`
 /// (created on first use, as Kafka does).
-async fn coordinator_of(state: &BrokerState, key: &str, txn: bool) -> Result<(i32, String, i32), (ResponseError, String)> {
+async fn coordinator_of(state: &BrokerState, listener: &str, key: &str, txn: bool) -> Result<(i32, String, i32), (ResponseError, String)> {
     let created = if txn { state.ensure_txn_topic().await } else { state.ensure_offsets_topic().await };
     created.map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message))?;
     let name = if txn { TXN_TOPIC } else { OFFSETS_TOPIC };
@@ -34,21 +34,24 @@ async fn coordinator_of(state: &BrokerState, key: &str, txn: bool) -> Result<(i3
     let index = offsets_partition(key, topic.partitions.len() as i32);
     let leader = topic.partitions[index as usize].leader;
     match image.brokers.get(&leader).filter(|b| !b.fenced) {
-        Some(b) => Ok((b.id, b.host.clone(), b.port)),
+        Some(b) => {
+            let (host, port) = b.address_for(listener);
+            Ok((b.id, host.to_string(), port))
+        }
         None => Err((ResponseError::CoordinatorNotAvailable, format!("{name}-{index} has no leader right now"))),
     }
 }
 
 /// Handles FindCoordinator for groups (key type 0) and transactional ids (key type 1).
-pub async fn find_coordinator(state: &BrokerState, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+pub async fn find_coordinator(state: &BrokerState, conn: &super::Connection, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let mut resp = FindCoordinatorResponse::default();
     let key_type = if version >= 1 { req.key_type } else { 0 };
     let keys: Vec<StrBytes> = if version >= 4 { req.coordinator_keys.clone() } else { vec![req.key.clone()] };
     let mut answers = Vec::new();
     for k in &keys {
         answers.push(match key_type {
-            0 => coordinator_of(state, k, false).await,
-            1 => coordinator_of(state, k, true).await,
+            0 => coordinator_of(state, &conn.listener, k, false).await,
+            1 => coordinator_of(state, &conn.listener, k, true).await,
             _ => Err((ResponseError::InvalidRequest, "unknown coordinator key type".to_string())),
         });
     }

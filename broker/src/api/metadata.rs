@@ -60,7 +60,7 @@ fn error_entry(name: Option<String>, id: Uuid, error: ResponseError, version: i1
 
 /// Handles Metadata: every topic, or the asked ones, creating unknown topics when both the
 /// request and `auto.create.topics.enable` allow it.
-pub async fn metadata(state: &BrokerState, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn metadata(state: &BrokerState, conn: &super::Connection, req: MetadataRequest, version: i16) -> MetadataResponse {
     let mut resp = MetadataResponse::default();
     let mut image = state.image();
     resp.brokers = image
@@ -69,8 +69,9 @@ pub async fn metadata(state: &BrokerState, req: MetadataRequest, version: i16) -
         .map(|b| {
             let mut broker = MetadataResponseBroker::default();
             broker.node_id = BrokerId(b.id);
-            broker.host = sb(b.host.clone());
-            broker.port = b.port;
+            let (host, port) = b.address_for(&conn.listener);
+            broker.host = sb(host);
+            broker.port = port;
             broker
         })
         .collect();
@@ -133,7 +134,7 @@ pub async fn metadata(state: &BrokerState, req: MetadataRequest, version: i16) -
 }
 
 /// Handles DescribeCluster: the live brokers and the active controller.
-pub fn describe_cluster(state: &BrokerState, _req: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+pub fn describe_cluster(state: &BrokerState, conn: &super::Connection, _req: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
     let mut r = DescribeClusterResponse::default();
     r.cluster_id = sb(state.cluster_id.clone());
     r.controller_id = BrokerId(state.controller.leader_id().unwrap_or(-1));
@@ -147,8 +148,9 @@ pub fn describe_cluster(state: &BrokerState, _req: DescribeClusterRequest, versi
         .map(|b| {
             let mut d = DescribeClusterBroker::default();
             d.broker_id = BrokerId(b.id);
-            d.host = sb(b.host.clone());
-            d.port = b.port;
+            let (host, port) = b.address_for(&conn.listener);
+            d.host = sb(host);
+            d.port = port;
             d
         })
         .collect();

@@ -13,6 +13,7 @@ mod metadata;
 mod offsets;
 mod produce;
 mod producer_id;
+mod scram;
 mod txn;
 
 use std::net::SocketAddr;
@@ -60,12 +61,18 @@ pub enum Outcome {
     NoResponse,
     /// Close the connection, logging the reason.
     Close(String),
+    /// Send these bytes, then close (a failed SASL exchange), logging the reason.
+    RespondAndClose(Bytes, String),
 }
 
 /// Per-connection facts handlers may need.
 pub struct Connection {
     /// The client's address.
     pub peer: SocketAddr,
+    /// The listener it came in on (Metadata answers with that listener's addresses).
+    pub listener: Arc<str>,
+    /// Who it acts as (`User:NAME`; `User:ANONYMOUS` when not authenticated).
+    pub principal: String,
 }
 
 /// The API versions this broker serves. Only implemented versions are advertised:
@@ -107,6 +114,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    // v0 too: librdkafka takes v0 as the sign that SASL is served at all (after a v0
+    // handshake, tokens travel as bare frames; after v1, in SaslAuthenticate).
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// Supported version range of an API, if it is served at all.
@@ -124,7 +137,20 @@ pub(crate) fn code(e: Option<ResponseError>) -> i16 {
     e.map(|e| e.code()).unwrap_or(0)
 }
 
-fn encode<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, resp: &R) -> Outcome {
+/// A response's bytes, or an empty frame body if it cannot be encoded (a bug, logged).
+pub(crate) fn encode_bytes<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, resp: &R) -> Bytes {
+    match encode(key, version, correlation_id, resp) {
+        Outcome::Respond(b) => b,
+        _ => Bytes::new(),
+    }
+}
+
+/// ApiVersions' answer (v0 error answer handled by [`decode`]).
+pub(crate) fn api_versions(key: ApiKey, version: i16, correlation_id: i32) -> Outcome {
+    encode(key, version, correlation_id, &api_versions_response(None))
+}
+
+pub(crate) fn encode<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, resp: &R) -> Outcome {
     let mut buf = BytesMut::new();
     let mut h = ResponseHeader::default();
     h.correlation_id = correlation_id;
@@ -213,6 +239,10 @@ requests! {
     DescribeProducers => DescribeProducersRequest,
     DescribeTransactions => DescribeTransactionsRequest,
     ListTransactions => ListTransactionsRequest,
+    SaslHandshake => SaslHandshakeRequest,
+    SaslAuthenticate => SaslAuthenticateRequest,
+    DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+    AlterUserScramCredentials => AlterUserScramCredentialsRequest,
 }
 
 /// A request decoded from one frame body, ready to execute.
@@ -240,7 +270,7 @@ pub fn decode(mut body: Bytes) -> Result<Decoded, Outcome> {
     };
     let version = peek.api_version;
     let Some((lo, hi)) = supported(key) else {
-        return Err(unsupported_api(key, version, peek.correlation_id, &mut body));
+        return Err(unsupported_api(key, version, &mut body));
     };
     if version < lo || version > hi {
         if key == ApiKey::ApiVersions {
@@ -257,13 +287,33 @@ pub fn decode(mut body: Bytes) -> Result<Decoded, Outcome> {
 
 /// Decodes one request, runs its handler and encodes the response.
 pub async fn handle(state: &Arc<BrokerState>, conn: &Connection, body: Bytes) -> Outcome {
-    let Decoded { key, version: v, correlation_id: cid, client_id, request } = match decode(body) {
-        Ok(d) => d,
-        Err(outcome) => return outcome,
-    };
+    match decode(body) {
+        Ok(d) => execute(state, conn, d).await,
+        Err(outcome) => outcome,
+    }
+}
+
+/// Runs a decoded request's handler and encodes the response. SASL requests reach here
+/// only outside an exchange (a non-SASL listener, or after authentication): they are out
+/// of place.
+pub async fn execute(state: &Arc<BrokerState>, conn: &Connection, d: Decoded) -> Outcome {
+    let Decoded { key, version: v, correlation_id: cid, client_id, request } = d;
     match request {
-        Request::ApiVersions(_) => encode(key, v, cid, &api_versions_response(None)),
-        Request::Metadata(r) => encode(key, v, cid, &metadata::metadata(state, r, v).await),
+        Request::SaslHandshake(_) => {
+            let mut r = SaslHandshakeResponse::default();
+            r.error_code = ResponseError::IllegalSaslState.code();
+            encode(key, v, cid, &r)
+        }
+        Request::SaslAuthenticate(_) => {
+            let mut r = SaslAuthenticateResponse::default();
+            r.error_code = ResponseError::IllegalSaslState.code();
+            r.error_message = Some(sb("SaslAuthenticate is out of place: this listener does not use SASL, or the connection is already authenticated"));
+            encode(key, v, cid, &r)
+        }
+        Request::AlterUserScramCredentials(r) => encode(key, v, cid, &scram::alter(state, r).await),
+        Request::DescribeUserScramCredentials(r) => encode(key, v, cid, &scram::describe(state, r)),
+        Request::ApiVersions(_) => api_versions(key, v, cid),
+        Request::Metadata(r) => encode(key, v, cid, &metadata::metadata(state, conn, r, v).await),
         Request::Produce(r) => {
             let acks = r.acks;
             let resp = produce::produce(state, r, v).await;
@@ -280,11 +330,11 @@ pub async fn handle(state: &Arc<BrokerState>, conn: &Connection, body: Bytes) ->
         Request::DeleteTopics(r) => encode(key, v, cid, &admin::delete_topics(state, r, v).await),
         Request::CreatePartitions(r) => encode(key, v, cid, &admin::create_partitions(state, r).await),
         Request::DeleteRecords(r) => encode(key, v, cid, &admin::delete_records(state, r)),
-        Request::DescribeCluster(r) => encode(key, v, cid, &metadata::describe_cluster(state, r, v)),
+        Request::DescribeCluster(r) => encode(key, v, cid, &metadata::describe_cluster(state, conn, r, v)),
         Request::DescribeConfigs(r) => encode(key, v, cid, &configs::describe_configs(state, r, v)),
         Request::AlterConfigs(r) => encode(key, v, cid, &configs::alter_configs(state, r).await),
         Request::IncrementalAlterConfigs(r) => encode(key, v, cid, &configs::incremental_alter_configs(state, r).await),
-        Request::FindCoordinator(r) => encode(key, v, cid, &groups::find_coordinator(state, r, v).await),
+        Request::FindCoordinator(r) => encode(key, v, cid, &groups::find_coordinator(state, conn, r, v).await),
         Request::JoinGroup(r) => encode(key, v, cid, &groups::join_group(state, conn, &client_id, r, v).await),
         Request::SyncGroup(r) => encode(key, v, cid, &groups::sync_group(state, r, v).await),
         Request::Heartbeat(r) => encode(key, v, cid, &groups::heartbeat(state, r)),
@@ -310,19 +360,12 @@ pub async fn handle(state: &Arc<BrokerState>, conn: &Connection, body: Bytes) ->
 /// APIs Samsa does not serve yet. Clients only send what ApiVersions lists, but some send
 /// these unconditionally: they get Kafka's error for "not available" where the response
 /// has an error field, so they fail fast with a clear code instead of hanging.
-fn unsupported_api(key: ApiKey, version: i16, cid: i32, body: &mut Bytes) -> Outcome {
+fn unsupported_api(key: ApiKey, version: i16, body: &mut Bytes) -> Outcome {
     let valid = key.valid_versions();
     if version < valid.min || version > valid.max || header::decode(body).is_err() {
         return Outcome::Close(format!("{key:?} v{version} is not supported by this broker"));
     }
-    match key {
-        ApiKey::SaslHandshake => {
-            let mut r = SaslHandshakeResponse::default();
-            r.error_code = ResponseError::UnsupportedSaslMechanism.code();
-            encode(key, version, cid, &r)
-        }
-        _ => Outcome::Close(format!("{key:?} is not supported by this broker (it is not listed in ApiVersions)")),
-    }
+    Outcome::Close(format!("{key:?} is not supported by this broker (it is not listed in ApiVersions)"))
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ struct Appended {
     log_append_time: Option<i64>,
     log_start: i64,
     wait: Option<(Arc<Partition>, i64, i32, usize)>,
+    /// Records and bytes newly appended (none for a duplicate), for the metrics.
+    appended: (u64, u64),
 }
 
 type Failure = (ResponseError, String);
@@ -76,6 +78,7 @@ fn append_one(state: &BrokerState, name: &str, idx: i32, acks: i16, records: Opt
         ));
     }
     let headers: Vec<_> = batches.into_iter().map(|(h, _)| h).collect();
+    let mut appended = (0, 0);
     let (base_offset, last_offset, log_append_time) = match log.check_producer(&headers) {
         Ok(SeqCheck::Duplicate { base_offset, last_offset }) => (base_offset, last_offset, None),
         Ok(SeqCheck::Append) => {
@@ -86,7 +89,7 @@ fn append_one(state: &BrokerState, name: &str, idx: i32, acks: i16, records: Opt
             })?;
             let leo = log.log_end_offset();
             partition.replica.lock().expect("replica lock").advance_hw(leo);
-            state.metrics.produced(name, (info.last_offset - info.base_offset + 1) as u64, records.len() as u64);
+            appended = ((info.last_offset - info.base_offset + 1) as u64, records.len() as u64);
             (info.base_offset, info.last_offset, info.log_append_time)
         }
         Err(e) => {
@@ -99,7 +102,7 @@ fn append_one(state: &BrokerState, name: &str, idx: i32, acks: i16, records: Opt
         }
     };
     let wait = (acks == -1).then(|| (partition.clone(), last_offset + 1, epoch, min_isr));
-    Ok(Appended { base_offset, log_append_time, log_start: log.log_start_offset(), wait })
+    Ok(Appended { base_offset, log_append_time, log_start: log.log_start_offset(), wait, appended })
 }
 
 /// Handles Produce. With acks=0 the caller drops the response.
@@ -119,6 +122,11 @@ pub async fn produce(state: &BrokerState, req: ProduceRequest, version: i16) -> 
             };
             appended |= r.is_ok();
             parts.push((pd.index, r));
+        }
+        // Counted outside the partitions' locks, once per topic and request.
+        let (records, bytes) = parts.iter().filter_map(|(_, r)| r.as_ref().ok()).fold((0, 0), |(r, b), a| (r + a.appended.0, b + a.appended.1));
+        if records > 0 {
+            state.metrics.produced(&name, records, bytes);
         }
         results.push((name, topic_data.name, parts));
     }

@@ -30,6 +30,28 @@ pub struct BrokerInfo {
     pub port: i32,
     /// Whether the broker is fenced (not alive); fenced brokers lead nothing.
     pub fenced: bool,
+    /// Every client listener (the first is `host`/`port`), so Metadata can answer with the
+    /// addresses of the listener a client came in on.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One client listener of a broker.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Listener name (`PLAINTEXT`, `SASL_SSL`, ...).
+    pub listener: String,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+}
+
+impl BrokerInfo {
+    /// The (host, port) of listener `name`, else of the first listener.
+    pub fn address_for(&self, name: &str) -> (&str, i32) {
+        self.endpoints.iter().find(|e| e.listener == name).map_or((self.host.as_str(), self.port), |e| (e.host.as_str(), e.port))
+    }
 }
 
 /// Replication state of one partition.
@@ -73,6 +95,9 @@ pub struct Image {
     pub next_assignment_start: u32,
     /// Raft index of the last applied command (set by the Raft layer, not by `apply`).
     pub applied_index: u64,
+    /// SCRAM credentials by user and mechanism (salted keys; never passwords).
+    #[serde(default)]
+    pub scram: BTreeMap<String, BTreeMap<crate::security::scram::Mechanism, crate::security::scram::Credential>>,
 }
 
 /// A metadata change, replicated through Raft and applied on every node.
@@ -86,6 +111,9 @@ pub enum Command {
         host: String,
         /// Advertised port.
         port: i32,
+        /// Every client listener.
+        #[serde(default)]
+        endpoints: Vec<Endpoint>,
     },
     /// Fences a broker: drops it from ISRs and moves its leaderships.
     FenceBroker {
@@ -155,6 +183,22 @@ pub enum Command {
         /// Block size, 1..=[`MAX_PRODUCER_ID_BLOCK`].
         count: i64,
     },
+    /// Sets a user's SCRAM credential for one mechanism.
+    UpsertScram {
+        /// User name.
+        user: String,
+        /// SCRAM-SHA-256 or -512.
+        mechanism: crate::security::scram::Mechanism,
+        /// Salt, iterations and keys.
+        credential: crate::security::scram::Credential,
+    },
+    /// Removes a user's SCRAM credential for one mechanism.
+    DeleteScram {
+        /// User name.
+        user: String,
+        /// SCRAM-SHA-256 or -512.
+        mechanism: crate::security::scram::Mechanism,
+    },
 }
 
 /// The result of applying a [`Command`].
@@ -222,7 +266,9 @@ impl Image {
     /// Applies one command; a rejected command leaves the image unchanged.
     pub fn apply(&mut self, cmd: &Command) -> Outcome {
         let result = match cmd {
-            Command::RegisterBroker { id, host, port } => self.register_broker(*id, host, *port),
+            Command::RegisterBroker { id, host, port, endpoints } => self.register_broker(*id, host, *port, endpoints),
+            Command::UpsertScram { user, mechanism, credential } => self.upsert_scram(user, *mechanism, credential),
+            Command::DeleteScram { user, mechanism } => self.delete_scram(user, *mechanism),
             Command::FenceBroker { id } => self.fence_broker(*id),
             Command::CreateTopic { name, id, partitions, replication_factor, assignments, configs } => {
                 self.create_topic(name, *id, *partitions, *replication_factor, assignments, configs)
@@ -294,11 +340,30 @@ impl Image {
         self.topics.values().flat_map(|t| &t.partitions).filter(|p| p.leader == id).count()
     }
 
-    fn register_broker(&mut self, id: i32, host: &str, port: i32) -> Res<Outcome> {
+    fn upsert_scram(&mut self, user: &str, mechanism: crate::security::scram::Mechanism, credential: &crate::security::scram::Credential) -> Res<Outcome> {
+        if user.is_empty() {
+            bail!(InvalidRequest, "a SCRAM user name cannot be empty");
+        }
+        self.scram.entry(user.to_string()).or_default().insert(mechanism, credential.clone());
+        Ok(Outcome::Done)
+    }
+
+    fn delete_scram(&mut self, user: &str, mechanism: crate::security::scram::Mechanism) -> Res<Outcome> {
+        let Some(mechs) = self.scram.get_mut(user) else { bail!(ResourceNotFound, "user {user} has no SCRAM credentials") };
+        if mechs.remove(&mechanism).is_none() {
+            bail!(ResourceNotFound, "user {user} has no {} credential", mechanism.name());
+        }
+        if mechs.is_empty() {
+            self.scram.remove(user);
+        }
+        Ok(Outcome::Done)
+    }
+
+    fn register_broker(&mut self, id: i32, host: &str, port: i32, endpoints: &[Endpoint]) -> Res<Outcome> {
         if id < 0 {
             bail!(InvalidRequest, "invalid broker id {id}");
         }
-        self.brokers.insert(id, BrokerInfo { id, host: host.to_owned(), port, fenced: false });
+        self.brokers.insert(id, BrokerInfo { id, host: host.to_owned(), port, fenced: false, endpoints: endpoints.to_vec() });
         for p in self.topics.values_mut().flat_map(|t| &mut t.partitions) {
             if p.leader == -1 && p.isr.contains(&id) {
                 p.leader = id;
@@ -532,7 +597,7 @@ mod tests {
     use super::*;
 
     fn register(img: &mut Image, id: i32) -> Outcome {
-        img.apply(&Command::RegisterBroker { id, host: format!("h{id}"), port: 9092 })
+        img.apply(&Command::RegisterBroker { id, host: format!("h{id}"), port: 9092, endpoints: Vec::new() })
     }
 
     fn cluster(n: i32) -> Image {
@@ -755,9 +820,9 @@ mod tests {
     fn script() -> Vec<Command> {
         let configs = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
         vec![
-            Command::RegisterBroker { id: 1, host: "a".into(), port: 1 },
-            Command::RegisterBroker { id: 2, host: "b".into(), port: 2 },
-            Command::RegisterBroker { id: 3, host: "c".into(), port: 3 },
+            Command::RegisterBroker { id: 1, host: "a".into(), port: 1, endpoints: Vec::new() },
+            Command::RegisterBroker { id: 2, host: "b".into(), port: 2, endpoints: Vec::new() },
+            Command::RegisterBroker { id: 3, host: "c".into(), port: 3, endpoints: Vec::new() },
             create_cmd("t", 4, 2),
             Command::CreateTopic {
                 name: "x".into(),
@@ -770,7 +835,7 @@ mod tests {
             Command::CreatePartitions { name: "t".into(), total: 6, assignments: vec![] },
             Command::SetTopicConfigs { name: "t".into(), configs },
             Command::FenceBroker { id: 1 },
-            Command::RegisterBroker { id: 1, host: "a2".into(), port: 1 },
+            Command::RegisterBroker { id: 1, host: "a2".into(), port: 1, endpoints: Vec::new() },
             Command::AlterPartition { topic: "t".into(), partition: 0, broker: 2, leader_epoch: 1, partition_epoch: 1, isr: vec![2, 1] },
             Command::ElectPreferred { topic: "t".into(), partition: 0 },
             Command::AllocateProducerIds { count: 1000 },

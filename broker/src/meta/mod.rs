@@ -64,6 +64,8 @@ pub struct ControllerOptions {
     pub listener: Option<TcpListener>,
     /// Host and port Kafka clients reach this broker on (registered in the image).
     pub advertised: (String, i32),
+    /// Every client listener of this broker (registered in the image).
+    pub endpoints: Vec<image::Endpoint>,
     /// How often brokers heartbeat (`broker.heartbeat.interval.ms`).
     pub heartbeat_interval: Duration,
     /// Silence after which a broker is fenced (`broker.session.timeout.ms`).
@@ -79,6 +81,7 @@ pub struct Controller {
     voters: BTreeMap<i32, String>,
     image: watch::Receiver<Arc<Image>>,
     advertised: (String, i32),
+    endpoints: Vec<image::Endpoint>,
     session_timeout: Duration,
     /// Active-controller state: when each broker was last heard from.
     seen: Mutex<HashMap<i32, Instant>>,
@@ -135,6 +138,7 @@ impl Controller {
             voters: opts.voters,
             image,
             advertised: opts.advertised,
+            endpoints: opts.endpoints,
             session_timeout: opts.session_timeout,
             seen: Mutex::new(HashMap::new()),
             leaving: Mutex::new(HashSet::new()),
@@ -279,12 +283,12 @@ impl Controller {
         }
         let image = self.image();
         let current = image.brokers.get(&hb.id);
-        let needs = current.is_none_or(|b| b.fenced || b.host != hb.host || b.port != hb.port);
+        let needs = current.is_none_or(|b| b.fenced || b.host != hb.host || b.port != hb.port || b.endpoints != hb.endpoints);
         if needs && self.registering.lock().expect("registering lock").insert(hb.id) {
             let this = self.clone();
             tokio::spawn(async move {
                 let id = hb.id;
-                match this.propose_as_controller(Command::RegisterBroker { id, host: hb.host, port: hb.port }).await {
+                match this.propose_as_controller(Command::RegisterBroker { id, host: hb.host, port: hb.port, endpoints: hb.endpoints }).await {
                     Ok(_) => tracing::info!(broker = id, "broker registered"),
                     Err(e) => tracing::warn!(broker = id, "cannot register broker: {}", e.message),
                 }
@@ -326,6 +330,7 @@ impl Controller {
                 id: self.node_id,
                 host: self.advertised.0.clone(),
                 port: self.advertised.1,
+                endpoints: self.endpoints.clone(),
                 shutting_down: self.shutting_down.load(std::sync::atomic::Ordering::SeqCst),
             };
             let Some(leader) = self.leader_id() else { continue };

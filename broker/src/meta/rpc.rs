@@ -34,6 +34,9 @@ pub struct Heartbeat {
     pub host: String,
     /// Port Kafka clients reach it on.
     pub port: i32,
+    /// Every client listener.
+    #[serde(default)]
+    pub endpoints: Vec<crate::meta::image::Endpoint>,
     /// Set during controlled shutdown: do not unfence.
     pub shutting_down: bool,
 }

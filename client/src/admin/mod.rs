@@ -24,6 +24,7 @@ mod groups;
 mod offsets;
 mod topics;
 mod transactions;
+mod users;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub use groups::{decode_assignment, GroupDescription, GroupListing, MemberDescri
 pub use crate::consumer::offsets::OffsetSpec;
 pub use topics::NewTopic;
 pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};
+pub use users::ScramUser;
 
 use crate::config::{unknown_key, CommonConfig};
 pub(crate) use crate::error::{check, check_topic};

@@ -33,6 +33,18 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// Bytes of the files under `p` (0 if it cannot be read).
+pub fn dir_size(p: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    rd.filter_map(|e| e.ok())
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// Counters of a running instance.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -196,7 +208,7 @@ impl KafkaStreams {
 
     /// Writes this instance's metrics (label `app`: its `application.id`) into `e`: per
     /// task records processed and dropped; commits and their latency; restoration
-    /// progress; rebalances.
+    /// progress; rebalances. (The state's size: [`dir_size`] of [`Self::state_dir`].)
     pub fn write_metrics(&self, e: &mut samsa_client::prom::Exposition) {
         use samsa_client::prom::Kind;
         let app = self.shared.config.application_id.as_str();
@@ -214,27 +226,17 @@ impl KafkaStreams {
         e.counter("samsa_streams_restored_records_total", "Changelog records applied while restoring tasks.", &[("app", app)], m.restored.load(Ordering::Relaxed) as f64);
         e.gauge(
             "samsa_streams_restore_remaining_offsets",
-            "Changelog offsets still to restore before the restoring tasks run (0: none restoring).",
+            "Changelog offsets still to restore in the stores being restored now (0: none restoring).",
             &[("app", app)],
             m.restore_remaining.load(Ordering::Relaxed).max(0) as f64,
         );
         e.counter("samsa_streams_rebalances_total", "Assignments the streams threads acted on.", &[("app", app)], m.rebalances.load(Ordering::Relaxed) as f64);
-        e.gauge("samsa_streams_state_bytes", "Bytes of this instance's local state (RocksDB files and checkpoints).", &[("app", app)], self.state_size_bytes() as f64);
     }
 
-    /// Bytes of the local state directory of this application.
-    pub fn state_size_bytes(&self) -> u64 {
-        fn size(p: &std::path::Path) -> u64 {
-            let Ok(rd) = std::fs::read_dir(p) else { return 0 };
-            rd.filter_map(|e| e.ok())
-                .map(|e| match e.file_type() {
-                    Ok(t) if t.is_dir() => size(&e.path()),
-                    Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
-                    Err(_) => 0,
-                })
-                .sum()
-        }
-        size(&self.shared.state_dir.root)
+    /// This application's local state directory (`<state.dir>/<application.id>`); its size
+    /// is [`dir_size`] (a walk of the disk: call it off the async threads).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.shared.state_dir.root
     }
 
     /// Whether a thread failed (the instance is then shutting down).

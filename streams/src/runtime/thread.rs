@@ -499,8 +499,7 @@ impl StreamThread {
             self.following.clear();
             self.restore.assign(std::slice::from_ref(&tp))?;
             self.restore.seek(&tp, from)?;
-            let remaining = &self.shared.metrics.restore_remaining;
-            remaining.fetch_add(end - from, Ordering::Relaxed);
+            let mut remaining = Remaining::new(&self.shared.metrics.restore_remaining, end - from);
             let mut at = from;
             let mut restored = 0u64;
             let mut last_log = Instant::now();
@@ -513,7 +512,7 @@ impl StreamThread {
                 self.shared.metrics.restored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 st.restore_batch(&batch, pos)?;
                 let step = (pos.min(end) - at).max(0);
-                remaining.fetch_sub(step, Ordering::Relaxed);
+                remaining.done(step);
                 at += step;
                 if pos >= end {
                     break;
@@ -529,7 +528,6 @@ impl StreamThread {
                     tracing::info!(app = %self.shared.config.application_id, task = %t, store = %st.def.name, at = pos, to = end, "restoring");
                 }
                 if self.shared.closing.load(Ordering::Acquire) {
-                    remaining.fetch_sub(end - at, Ordering::Relaxed);
                     return Err(Error::State("closing".into()));
                 }
             }
@@ -596,5 +594,31 @@ impl StreamThread {
         let _ = self.restore.close().await;
         self.producer.close().await;
         tracing::info!(thread = self.idx + 1, "stream thread stopped");
+    }
+}
+
+/// A restore's share of the `restore_remaining` gauge: added when it starts, taken back
+/// as offsets are restored, and whatever is left when it ends (done, failed or dropped).
+struct Remaining<'a> {
+    gauge: &'a std::sync::atomic::AtomicI64,
+    left: i64,
+}
+
+impl<'a> Remaining<'a> {
+    fn new(gauge: &'a std::sync::atomic::AtomicI64, left: i64) -> Self {
+        gauge.fetch_add(left, Ordering::Relaxed);
+        Remaining { gauge, left }
+    }
+
+    fn done(&mut self, step: i64) {
+        let step = step.min(self.left);
+        self.gauge.fetch_sub(step, Ordering::Relaxed);
+        self.left -= step;
+    }
+}
+
+impl Drop for Remaining<'_> {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(self.left, Ordering::Relaxed);
     }
 }

@@ -1,0 +1,212 @@
+//! Secured listeners with real clients (confluent-kafka and kcat, both librdkafka):
+//! SASL_SSL with SCRAM-SHA-512 users made by `samsa user add`, SSL with client
+//! certificates; a wrong password, an unknown user and an untrusted certificate are each
+//! refused; nothing but the SASL exchange is served before authentication, and garbage
+//! closes only its own connection. Certificates come from the `openssl` command.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use samsa_tests::{kcat, run_python, run_samsa, wait_until, SamsaServer};
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().context("running openssl (scripts/setup-test.sh installs it)")?;
+    ensure!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+/// A CA, a server certificate for 127.0.0.1, a client certificate for CN=alice,O=shop,
+/// and a client certificate from another CA (CN=mallory).
+fn pki(dir: &Path) -> Result<()> {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    for (ca, cn) in [("ca", "Samsa Test CA"), ("evil-ca", "Evil CA")] {
+        let subj = format!("/CN={cn}");
+        let (key, pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
+        openssl(dir, &args)?;
+    }
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")?;
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n")?;
+    for (name, subj, ca, ext) in
+        [("server", "/CN=localhost", "ca", "server.ext"), ("alice", "/O=shop/CN=alice", "ca", "client.ext"), ("mallory", "/CN=mallory", "evil-ca", "client.ext")]
+    {
+        let (key, csr, pem, ca_pem, ca_key) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{ca}.pem"), format!("{ca}.key"));
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", subj]);
+        openssl(dir, &args)?;
+        openssl(dir, &["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial", "-out", &pem, "-days", "2", "-extfile", ext])?;
+    }
+    Ok(())
+}
+
+fn path(dir: &Path, file: &str) -> String {
+    dir.join(file).display().to_string()
+}
+
+/// confluent-kafka: produce and consume `n` records (n = 0: only metadata; the error).
+fn confluent(addr: &str, topic: &str, n: usize, settings: &[String]) -> Result<std::collections::HashMap<String, String>> {
+    let mut args = vec![addr.to_string(), topic.to_string(), n.to_string()];
+    args.extend(settings.iter().cloned());
+    run_python("security_client.py", &args)?.result()
+}
+
+/// One Kafka request frame: header v1 (key, version, correlation id 7, client id "t") + body.
+fn frame(key: i16, version: i16, body: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&key.to_be_bytes());
+    f.extend_from_slice(&version.to_be_bytes());
+    f.extend_from_slice(&7i32.to_be_bytes());
+    f.extend_from_slice(&1i16.to_be_bytes());
+    f.push(b't');
+    f.extend_from_slice(body);
+    let mut out = (f.len() as i32).to_be_bytes().to_vec();
+    out.extend(f);
+    out
+}
+
+/// Sends `bytes` on a fresh connection; what came back before the server closed it (or
+/// the read timed out).
+fn exchange(addr: &str, bytes: &[u8]) -> Result<(Vec<u8>, bool)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(bytes)?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok((got, true)),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return Ok((got, false)),
+            Err(_) => return Ok((got, true)),
+        }
+    }
+}
+
+#[test]
+fn sasl_ssl_with_scram_serves_confluent_kafka_and_kcat_and_refuses_bad_credentials_and_garbage() -> Result<()> {
+    let certs = tempfile::tempdir()?;
+    let dir = certs.path();
+    pki(dir)?;
+    let server = SamsaServer::builder()
+        .set("listeners", "PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0")
+        .set("ssl.certificate.location", path(dir, "server.pem"))
+        .set("ssl.key.location", path(dir, "server.key"))
+        .start()?;
+    let sasl_ssl = server.listener("SASL_SSL").context("no SASL_SSL listener line")?.to_string();
+    let sasl_plain = server.listener("SASL_PLAINTEXT").context("no SASL_PLAINTEXT listener line")?.to_string();
+    // The first user is made over the PLAINTEXT listener.
+    let out =
+        run_samsa(&["user", "add", "alice", "--mechanism", "SCRAM-SHA-512", "--password", "alice-secret", "--bootstrap", server.bootstrap()], Duration::from_secs(30))?.ok()?;
+    ensure!(out.contains("user alice: SCRAM-SHA-512 password set"), "{out}");
+    let list = run_samsa(&["user", "list", "--bootstrap", server.bootstrap()], Duration::from_secs(30))?.ok()?;
+    ensure!(list.contains("alice") && list.contains("SCRAM-SHA-512 (8192 iterations)"), "{list}");
+
+    let settings = |user: &str, password: &str| {
+        vec![
+            "security.protocol=SASL_SSL".to_string(),
+            "sasl.mechanism=SCRAM-SHA-512".to_string(),
+            format!("sasl.username={user}"),
+            format!("sasl.password={password}"),
+            format!("ssl.ca.location={}", path(dir, "ca.pem")),
+        ]
+    };
+    let r = confluent(&sasl_ssl, "secured", 25, &settings("alice", "alice-secret"))?;
+    ensure!(r.get("consumed").map(String::as_str) == Some("25"), "{r:?}");
+    // kcat reads them back over the same listener, and writes one more.
+    let mut kcat_args: Vec<String> = vec!["-b".into(), sasl_ssl.clone()];
+    for s in settings("alice", "alice-secret") {
+        kcat_args.extend(["-X".to_string(), s]);
+    }
+    let mut consume = kcat_args.clone();
+    consume.extend(["-C", "-t", "secured", "-o", "beginning", "-e", "-c", "25", "-f", "%s\n"].map(String::from));
+    let got = kcat().args(consume).run()?.stdout;
+    ensure!(got.lines().count() == 25 && got.lines().any(|l| l == "v24"), "kcat read:\n{got}");
+
+    // Wrong password, unknown user: SASL_AUTHENTICATION_FAILED, which librdkafka reports
+    // as an authentication error carrying the broker's message.
+    for (user, password) in [("alice", "wrong"), ("nobody", "alice-secret")] {
+        let r = confluent(&sasl_ssl, "secured", 0, &settings(user, password))?;
+        ensure!(r.get("error").map(String::as_str) == Some("_AUTHENTICATION"), "{user}/{password}: {r:?}");
+        ensure!(r.get("text").is_some_and(|t| t.contains("invalid_credentials")), "{user}/{password}: {r:?}");
+    }
+    ensure!(server.stderr().contains("SASL authentication failed"), "no log line for the refusals");
+
+    // Before authenticating, only ApiVersions and the SASL exchange are served: Metadata
+    // closes the connection with no answer; ApiVersions is answered.
+    let (answer, closed) = exchange(&sasl_plain, &frame(3, 0, &0i32.to_be_bytes()))?;
+    ensure!(answer.is_empty() && closed, "Metadata before SASL got {} bytes (closed: {closed})", answer.len());
+    let (answer, _) = exchange(&sasl_plain, &frame(18, 0, &[]))?;
+    ensure!(answer.len() > 8 && answer[4..8] == 7i32.to_be_bytes(), "no ApiVersions answer before SASL");
+    // Garbage instead of a handshake (plain and TLS ports) closes only that connection.
+    for addr in [&sasl_plain, &sasl_ssl] {
+        let junk: Vec<u8> = (0..200u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let (answer, closed) = exchange(addr, &junk)?;
+        ensure!(answer.is_empty() || addr == &sasl_ssl, "garbage got an answer on {addr}");
+        ensure!(closed, "garbage did not close the connection on {addr}");
+    }
+    let r = confluent(&sasl_ssl, "secured-after", 5, &settings("alice", "alice-secret"))?;
+    ensure!(r.get("consumed").map(String::as_str) == Some("5"), "after garbage: {r:?}");
+    // SASL/PLAIN accepts the same password (on the SASL_PLAINTEXT listener).
+    let plain = ["security.protocol=SASL_PLAINTEXT", "sasl.mechanism=PLAIN", "sasl.username=alice", "sasl.password=alice-secret"].map(String::from);
+    let r = confluent(&sasl_plain, "secured", 0, &plain)?;
+    ensure!(r.get("error").map(String::as_str) == Some("none"), "PLAIN: {r:?}");
+    // Deleting the credential refuses the user from then on.
+    run_samsa(&["user", "delete", "alice", "--mechanism", "SCRAM-SHA-512", "--bootstrap", server.bootstrap()], Duration::from_secs(30))?.ok()?;
+    let r = confluent(&sasl_ssl, "secured", 0, &settings("alice", "alice-secret"))?;
+    ensure!(r.get("error").map(String::as_str) == Some("_AUTHENTICATION"), "after delete: {r:?}");
+    Ok(())
+}
+
+#[test]
+fn ssl_with_client_certificates_names_the_principal_and_refuses_untrusted_certificates() -> Result<()> {
+    let certs = tempfile::tempdir()?;
+    let dir = certs.path();
+    pki(dir)?;
+    let server = SamsaServer::builder()
+        .set("listeners", "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0")
+        .set("ssl.certificate.location", path(dir, "server.pem"))
+        .set("ssl.key.location", path(dir, "server.key"))
+        .set("ssl.ca.location", path(dir, "ca.pem"))
+        .set("ssl.client.auth", "required")
+        .start()?;
+    let ssl = server.listener("SSL").context("no SSL listener line")?.to_string();
+    let settings = |who: &str| {
+        let mut s = vec!["security.protocol=SSL".to_string(), format!("ssl.ca.location={}", path(dir, "ca.pem"))];
+        if !who.is_empty() {
+            s.push(format!("ssl.certificate.location={}", path(dir, &format!("{who}.pem"))));
+            s.push(format!("ssl.key.location={}", path(dir, &format!("{who}.key"))));
+        }
+        s
+    };
+    let r = confluent(&ssl, "tls-topic", 10, &settings("alice"))?;
+    ensure!(r.get("consumed").map(String::as_str) == Some("10"), "{r:?}");
+    wait_until(Duration::from_secs(10), "the principal in the log", || Ok(server.stderr().contains("principal=User:CN=alice,O=shop")))?;
+    let mut args: Vec<String> = vec!["-b".into(), ssl.clone()];
+    for s in settings("alice") {
+        args.extend(["-X".to_string(), s]);
+    }
+    args.extend(["-C", "-t", "tls-topic", "-o", "beginning", "-e", "-c", "10"].map(String::from));
+    let got = kcat().args(args).run()?.stdout;
+    ensure!(got.lines().count() == 10, "kcat read:\n{got}");
+    // A certificate from another CA, and no certificate at all, are refused in the TLS
+    // handshake.
+    for who in ["mallory", ""] {
+        let r = confluent(&ssl, "tls-topic", 0, &settings(who))?;
+        let error = r.get("error").cloned().unwrap_or_default();
+        if error == "none" {
+            bail!("{who:?} was let in: {r:?}");
+        }
+        // librdkafka names the TLS failure (the broker's alert, or its closing the handshake).
+        ensure!(error == "_SSL" || r.get("text").is_some_and(|t| t.contains("SSL")), "{who:?}: not a TLS failure: {r:?}");
+    }
+    let log = server.stderr();
+    ensure!(log.contains("TLS handshake failed"), "no log line for the refused handshakes:\n{log}");
+    Ok(())
+}
