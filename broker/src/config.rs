@@ -112,6 +112,8 @@ pub const DEFS: &[Def] = &[
     Def { name: "ssl.ca.location", topic_name: None, kind: Kind::Text, default: "", doc: "TLS listeners: CA certificates (PEM) that client certificates must chain to" },
     Def { name: "ssl.client.auth", topic_name: None, kind: Kind::Choice { values: &["none", "requested", "required"], list: false }, default: "none", doc: "TLS listeners: ask for client certificates (principal User:<subject>)" },
     Def { name: "sasl.enabled.mechanisms", topic_name: None, kind: Kind::Choice { values: &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], list: true }, default: "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN", doc: "SASL listeners: the mechanisms clients may use (users: samsa user add)" },
+    Def { name: "authorizer.enabled", topic_name: None, kind: Kind::Bool, default: "false", doc: "check ACLs on every request (deny unless allowed; samsa acl add)" },
+    Def { name: "super.users", topic_name: None, kind: Kind::Text, default: "", doc: "principals that pass every ACL check, e.g. User:admin;User:ops" },
     Def { name: "offsets.topic.segment.bytes", topic_name: None, kind: Kind::Int { min: 1024, max: I32 }, default: "104857600", doc: "segment size of __consumer_offsets" },
 ];
 

@@ -88,6 +88,25 @@ pub struct BrokerState {
     pub txns: Arc<TxnCoordinator>,
     /// Counters for `GET /metrics`.
     pub metrics: crate::metrics::BrokerMetrics,
+    /// The authorizer's settings.
+    pub authz: Authz,
+}
+
+/// `authorizer.enabled` and `super.users`.
+#[derive(Debug, Clone, Default)]
+pub struct Authz {
+    /// Whether ACLs are checked.
+    pub enabled: bool,
+    /// Principals that pass every check.
+    pub super_users: Arc<Vec<String>>,
+}
+
+impl Authz {
+    /// From the broker config (`super.users`: `User:a;User:b`).
+    pub fn from_config(config: &BrokerConfig) -> Authz {
+        let super_users = config.get("super.users").split([';', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+        Authz { enabled: config.bool("authorizer.enabled"), super_users: Arc::new(super_users) }
+    }
 }
 
 impl BrokerState {
@@ -273,6 +292,7 @@ impl Broker {
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             txns,
             metrics: Default::default(),
+            authz: Authz::from_config(&opts.config),
         });
         let fetchers = Fetchers::new(
             FetcherConfig { me: opts.node_id, wait: cfg.ms("replica.fetch.wait.max.ms"), max_bytes: cfg.int("replica.fetch.max.bytes") as i32 },

@@ -1,6 +1,7 @@
 //! The `samsa` command: `samsa server` (a Kafka-compatible broker) and the client tools
 //! (`topic`, `produce`, `consume`, `group`, `bench`, `cluster`) built on `samsa-client`.
 
+mod acl;
 mod bench;
 mod bench_connect;
 mod bench_nexmark;
@@ -72,6 +73,8 @@ enum Command {
     Top(top::TopArgs),
     /// Add, list and delete SCRAM users (SASL_PLAINTEXT / SASL_SSL listeners).
     User(user::UserArgs),
+    /// Add, list and remove ACLs (authorizer.enabled=true).
+    Acl(acl::AclArgs),
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
         Command::Quickstart(args) => runtime.block_on(quickstart::run(args)),
         Command::Top(args) => runtime.block_on(top::run(args)),
         Command::User(args) => runtime.block_on(user::run(args)),
+        Command::Acl(args) => runtime.block_on(acl::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,7 @@
 //! ...) or typed builders; an unknown key is an error that names it. Every call is bounded
 //! by a timeout, and failures are one [`Error`] type with Kafka codes kept as data.
 
+pub mod acl;
 pub mod admin;
 pub mod config;
 pub mod consumer;

@@ -210,3 +210,65 @@ fn ssl_with_client_certificates_names_the_principal_and_refuses_untrusted_certif
     ensure!(log.contains("TLS handshake failed"), "no log line for the refused handshakes:\n{log}");
     Ok(())
 }
+
+/// `acl_client.py` as `user`: the RESULT fields.
+fn as_user(addr: &str, user: &str, action: &str, topic: &str, group: Option<&str>) -> Result<std::collections::HashMap<String, String>> {
+    let mut args = vec![addr, user, "pw-of-user", action, topic];
+    args.extend(group);
+    run_python("acl_client.py", &args)?.result()
+}
+
+#[test]
+fn acls_allow_deny_by_prefix_and_by_group_with_deny_winning_and_unlisted_topics_hidden() -> Result<()> {
+    let server = SamsaServer::builder()
+        .set("listeners", "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0")
+        .set("authorizer.enabled", "true")
+        // The PLAINTEXT listener (loopback) is the operator's: `samsa user` and `samsa acl`.
+        .set("super.users", "User:ANONYMOUS")
+        .start()?;
+    let sasl = server.listener("SASL_PLAINTEXT").context("no SASL_PLAINTEXT listener line")?.to_string();
+    let b = server.bootstrap().to_string();
+    let samsa = |args: &[&str]| -> Result<String> {
+        let mut all = args.to_vec();
+        all.extend(["--bootstrap", &b]);
+        run_samsa(&all, Duration::from_secs(30))?.ok()
+    };
+    for user in ["bob", "dave", "carol", "eve"] {
+        samsa(&["user", "add", user, "--mechanism", "SCRAM-SHA-256", "--password", "pw-of-user"])?;
+    }
+    for t in ["audit", "shop-eu", "shop-us", "shop-secret", "other"] {
+        samsa(&["topic", "create", t])?;
+    }
+    // bob writes audit but may not read it; dave reads audit but has no group.
+    samsa(&["acl", "add", "--topic", "audit", "--allow-principal", "User:bob", "--operation", "Write"])?;
+    samsa(&["acl", "add", "--group", "bob-group", "--allow-principal", "User:bob", "--operation", "Read"])?;
+    samsa(&["acl", "add", "--topic", "audit", "--allow-principal", "User:dave", "--operation", "Read"])?;
+    // carol writes every shop- topic except shop-secret.
+    let out = samsa(&["acl", "add", "--topic", "shop-", "--resource-pattern-type", "prefixed", "--allow-principal", "User:carol", "--operation", "Write"])?;
+    ensure!(out.contains("added (principal=User:carol, host=*, operation=Write, permissionType=ALLOW) on Topic:PREFIXED:shop-"), "{out}");
+    samsa(&["acl", "add", "--topic", "shop-secret", "--deny-principal", "User:carol", "--operation", "Write"])?;
+    let listed = samsa(&["acl", "list"])?;
+    ensure!(listed.lines().count() == 6 && listed.contains("Topic:PREFIXED:shop-") && listed.contains("DENY"), "acl list:\n{listed}");
+
+    let want = |r: std::collections::HashMap<String, String>, key: &str, value: &str, what: &str| -> Result<()> {
+        ensure!(r.get(key).map(String::as_str) == Some(value), "{what}: want {key}={value}, got {r:?}");
+        Ok(())
+    };
+    want(as_user(&sasl, "bob", "produce", "audit", None)?, "ok", "1", "bob writes audit")?;
+    want(as_user(&sasl, "bob", "consume", "audit", Some("bob-group"))?, "error", "TOPIC_AUTHORIZATION_FAILED", "bob reads audit")?;
+    want(as_user(&sasl, "dave", "consume", "audit", Some("dave-group"))?, "error", "GROUP_AUTHORIZATION_FAILED", "dave's group")?;
+    for t in ["shop-eu", "shop-us"] {
+        want(as_user(&sasl, "carol", "produce", t, None)?, "ok", "1", &format!("carol writes {t} (prefixed)"))?;
+    }
+    want(as_user(&sasl, "carol", "produce", "other", None)?, "error", "TOPIC_AUTHORIZATION_FAILED", "carol writes other")?;
+    want(as_user(&sasl, "carol", "produce", "shop-secret", None)?, "error", "TOPIC_AUTHORIZATION_FAILED", "deny beats allow")?;
+    want(as_user(&sasl, "eve", "produce", "audit", None)?, "error", "TOPIC_AUTHORIZATION_FAILED", "eve has no ACL")?;
+    // Metadata lists only the topics a user may describe (Write implies Describe).
+    want(as_user(&sasl, "carol", "topics", "-", None)?, "topics", "shop-eu,shop-secret,shop-us", "carol's topics")?;
+    want(as_user(&sasl, "eve", "topics", "-", None)?, "topics", "", "eve's topics")?;
+    // Removing the prefixed ACL takes carol's writes away.
+    let out = samsa(&["acl", "remove", "--topic", "shop-", "--resource-pattern-type", "prefixed"])?;
+    ensure!(out.contains("removed (principal=User:carol"), "{out}");
+    want(as_user(&sasl, "carol", "produce", "shop-eu", None)?, "error", "TOPIC_AUTHORIZATION_FAILED", "after remove")?;
+    Ok(())
+}

@@ -95,6 +95,9 @@ pub struct Image {
     pub next_assignment_start: u32,
     /// Raft index of the last applied command (set by the Raft layer, not by `apply`).
     pub applied_index: u64,
+    /// ACL bindings.
+    #[serde(default)]
+    pub acls: BTreeSet<crate::security::acl::AclBinding>,
     /// SCRAM credentials by user and mechanism (salted keys; never passwords).
     #[serde(default)]
     pub scram: BTreeMap<String, BTreeMap<crate::security::scram::Mechanism, crate::security::scram::Credential>>,
@@ -192,6 +195,16 @@ pub enum Command {
         /// Salt, iterations and keys.
         credential: crate::security::scram::Credential,
     },
+    /// Adds ACL bindings (already there: no change).
+    CreateAcls {
+        /// The bindings.
+        acls: Vec<crate::security::acl::AclBinding>,
+    },
+    /// Removes ACL bindings (absent ones are ignored).
+    DeleteAcls {
+        /// The bindings.
+        acls: Vec<crate::security::acl::AclBinding>,
+    },
     /// Removes a user's SCRAM credential for one mechanism.
     DeleteScram {
         /// User name.
@@ -269,6 +282,16 @@ impl Image {
             Command::RegisterBroker { id, host, port, endpoints } => self.register_broker(*id, host, *port, endpoints),
             Command::UpsertScram { user, mechanism, credential } => self.upsert_scram(user, *mechanism, credential),
             Command::DeleteScram { user, mechanism } => self.delete_scram(user, *mechanism),
+            Command::CreateAcls { acls } => {
+                self.acls.extend(acls.iter().cloned());
+                Ok(Outcome::Done)
+            }
+            Command::DeleteAcls { acls } => {
+                for a in acls {
+                    self.acls.remove(a);
+                }
+                Ok(Outcome::Done)
+            }
             Command::FenceBroker { id } => self.fence_broker(*id),
             Command::CreateTopic { name, id, partitions, replication_factor, assignments, configs } => {
                 self.create_topic(name, *id, *partitions, *replication_factor, assignments, configs)

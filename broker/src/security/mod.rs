@@ -6,7 +6,7 @@
 pub mod sasl;
 pub mod tls;
 
-pub use samsa_client::scram;
+pub use samsa_client::{acl, scram};
 
 use std::sync::Arc;
 

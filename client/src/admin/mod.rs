@@ -19,6 +19,7 @@
 //! coordinator or a leader moved, or a connection broke; topic changes are not retried
 //! after a broken connection, since the broker may already have applied them.
 
+mod acls;
 mod configs;
 mod groups;
 mod offsets;
