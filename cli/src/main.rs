@@ -35,6 +35,29 @@ struct Cli {
     /// over RUST_LOG; the default depends on the command: info for server, warn for tools).
     #[arg(long, global = true, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Client settings for the tools from a properties file (Kafka's `--command-config`),
+    /// e.g. security.protocol=SASL_SSL, sasl.mechanism, sasl.username, sasl.password,
+    /// ssl.ca.location, ssl.certificate.location, ssl.key.location (`samsa produce` and
+    /// `samsa consume` also take them as -X KEY=VALUE).
+    #[arg(long, global = true, value_name = "FILE")]
+    command_config: Option<std::path::PathBuf>,
+}
+
+/// The client settings of --command-config.
+fn client_properties(cli: &Cli) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    if let Some(path) = &cli.command_config {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("--command-config {}: {e}", path.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let (k, v) = line.split_once(['=', ':']).ok_or_else(|| format!("{}:{}: expected key=value, got `{line}`", path.display(), n + 1))?;
+            out.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Subcommand)]
@@ -115,6 +138,24 @@ fn main() -> ExitCode {
             None => tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()),
         })
         .init();
+    // The tools' client settings (the server's own components use its PLAINTEXT listener).
+    let props = match client_properties(&cli) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("samsa: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !props.is_empty() {
+        if matches!(cli.command, Command::Server(_) | Command::Quickstart(_)) {
+            eprintln!("samsa: --command-config configures the client tools; the server's settings are --set KEY=VALUE");
+            return ExitCode::FAILURE;
+        }
+        if let Err(e) = samsa_client::config::set_process_defaults(props) {
+            eprintln!("samsa: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -24,18 +24,43 @@ pub struct CommonConfig {
     pub retry_backoff: Duration,
     /// `metadata.max.age.ms`: refresh cluster metadata at least this often.
     pub metadata_max_age: Duration,
+    /// `security.protocol`, `ssl.*` and `sasl.*`.
+    pub security: crate::net::secure::SecuritySettings,
+}
+
+/// Properties every config made in this process starts from (see [`set_process_defaults`]).
+static PROCESS_DEFAULTS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// Sets properties that every client config made afterwards in this process starts from
+/// (the `samsa` tools' `--command-config` and `-X`, e.g. `security.protocol`); each must be
+/// a common or security property. Only the first call counts.
+pub fn set_process_defaults(props: Vec<(String, String)>) -> Result<()> {
+    let mut probe = CommonConfig::default();
+    for (k, v) in &props {
+        if !probe.set(k, v)? {
+            return Err(Error::Config(format!("`{k}` is not a property every client has; use one of {}", COMMON_KEYS.iter().chain(crate::net::secure::SECURITY_KEYS).copied().collect::<Vec<_>>().join(", "))));
+        }
+    }
+    let _ = PROCESS_DEFAULTS.set(props);
+    Ok(())
 }
 
 impl Default for CommonConfig {
     fn default() -> Self {
-        CommonConfig {
+        let mut c = CommonConfig {
             bootstrap_servers: vec!["127.0.0.1:9092".into()],
             client_id: "samsa".into(),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             retry_backoff: Duration::from_millis(100),
             metadata_max_age: Duration::from_secs(300),
+            security: Default::default(),
+        };
+        for (k, v) in PROCESS_DEFAULTS.get().into_iter().flatten() {
+            // Checked by set_process_defaults.
+            let _ = c.set(k, v);
         }
+        c
     }
 }
 
@@ -70,7 +95,7 @@ impl CommonConfig {
             "socket.connection.setup.timeout.ms" => self.connect_timeout = parse_ms(key, value)?,
             "retry.backoff.ms" => self.retry_backoff = parse_ms(key, value)?,
             "metadata.max.age.ms" => self.metadata_max_age = parse_ms(key, value)?,
-            _ => return Ok(false),
+            _ => return self.security.set(key, value),
         }
         Ok(true)
     }
@@ -98,7 +123,7 @@ pub fn parse_bool(key: &str, value: &str) -> Result<bool> {
 
 /// The error for a key no role knows.
 pub fn unknown_key(role: &str, key: &str, known: &[&str]) -> Error {
-    let mut all: Vec<&str> = COMMON_KEYS.iter().chain(known).copied().collect();
+    let mut all: Vec<&str> = COMMON_KEYS.iter().chain(crate::net::secure::SECURITY_KEYS).chain(known).copied().collect();
     all.sort();
     Error::Config(format!("unknown {role} property `{key}`; known properties: {}", all.join(", ")))
 }

@@ -129,6 +129,25 @@ fn sasl_ssl_with_scram_serves_confluent_kafka_and_kcat_and_refuses_bad_credentia
     let got = kcat().args(consume).run()?.stdout;
     ensure!(got.lines().count() == 25 && got.lines().any(|l| l == "v24"), "kcat read:\n{got}");
 
+    // Samsa's own tools speak SASL_SSL too: with -X (produce, consume) or --command-config.
+    let mut x: Vec<String> = Vec::new();
+    for s in settings("alice", "alice-secret") {
+        x.extend(["-X".to_string(), s]);
+    }
+    let mut args: Vec<&str> = vec!["consume", "secured", "--bootstrap", &sasl_ssl, "--from-beginning", "--max-messages", "25"];
+    args.extend(x.iter().map(String::as_str));
+    let got = run_samsa(&args, Duration::from_secs(60))?.ok()?;
+    ensure!(got.lines().count() == 25 && got.lines().any(|l| l == "v7"), "samsa consume over SASL_SSL:\n{got}");
+    let conf = dir.join("client.properties");
+    std::fs::write(&conf, settings("alice", "alice-secret").join("\n") + "\n")?;
+    let conf = conf.display().to_string();
+    let topics = run_samsa(&["topic", "list", "--bootstrap", &sasl_ssl, "--command-config", &conf], Duration::from_secs(30))?.ok()?;
+    ensure!(topics.contains("secured"), "samsa topic list over SASL_SSL:\n{topics}");
+    std::fs::write(dir.join("wrong.properties"), settings("alice", "nope").join("\n") + "\n")?;
+    let wrong = dir.join("wrong.properties").display().to_string();
+    let e = run_samsa(&["topic", "list", "--bootstrap", &sasl_ssl, "--command-config", &wrong], Duration::from_secs(30))?.failed()?;
+    ensure!(e.contains("SASL authentication with SCRAM-SHA-512 as alice") && e.contains("invalid credentials") && e.contains("Kafka error 58"), "{e}");
+
     // Wrong password, unknown user: SASL_AUTHENTICATION_FAILED, which librdkafka reports
     // as an authentication error carrying the broker's message.
     for (user, password) in [("alice", "wrong"), ("nobody", "alice-secret")] {
@@ -195,6 +214,14 @@ fn ssl_with_client_certificates_names_the_principal_and_refuses_untrusted_certif
     args.extend(["-C", "-t", "tls-topic", "-o", "beginning", "-e", "-c", "10"].map(String::from));
     let got = kcat().args(args).run()?.stdout;
     ensure!(got.lines().count() == 10, "kcat read:\n{got}");
+    // Samsa's consumer with the same client certificate.
+    let mut args: Vec<String> = ["consume", "tls-topic", "--bootstrap", &ssl, "--from-beginning", "--max-messages", "10"].map(String::from).to_vec();
+    for s in settings("alice") {
+        args.extend(["-X".to_string(), s]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let got = run_samsa(&args, Duration::from_secs(60))?.ok()?;
+    ensure!(got.lines().count() == 10, "samsa consume over SSL:\n{got}");
     // A certificate from another CA, and no certificate at all, are refused in the TLS
     // handshake.
     for who in ["mallory", ""] {

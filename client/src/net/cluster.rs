@@ -82,6 +82,8 @@ impl Metadata {
 /// The shared view of a cluster: metadata plus connections.
 pub struct Cluster {
     config: CommonConfig,
+    /// TLS and SASL, built once from `config`.
+    transport: super::secure::Transport,
     metadata: RwLock<Arc<Metadata>>,
     refreshed: Mutex<Instant>,
     conns: Mutex<HashMap<i32, Arc<Connection>>>,
@@ -95,7 +97,9 @@ pub(crate) fn sb(s: &str) -> StrBytes {
 impl Cluster {
     /// Connects to the first bootstrap server that answers and loads the broker list.
     pub async fn connect(config: CommonConfig) -> Result<Arc<Cluster>> {
+        let transport = config.security.transport()?;
         let cluster = Arc::new(Cluster {
+            transport,
             config,
             metadata: RwLock::new(Arc::new(Metadata::default())),
             refreshed: Mutex::new(Instant::now()),
@@ -122,7 +126,7 @@ impl Cluster {
     }
 
     async fn connect_addr(&self, addr: &str) -> Result<Arc<Connection>> {
-        Connection::connect(addr, &self.config.client_id, self.config.connect_timeout, self.config.request_timeout).await
+        Connection::connect_with(addr, &self.config.client_id, self.config.connect_timeout, self.config.request_timeout, &self.transport).await
     }
 
     /// A live connection to any broker: a pooled one, else a bootstrap server.

@@ -13,9 +13,10 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::secure::{SaslLogin, Transport};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
@@ -37,7 +38,7 @@ pub struct Connection {
     client_id: StrBytes,
     request_timeout: Duration,
     // Async lock: the guard is held across the socket write so frames never interleave.
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
     pending: Arc<Mutex<Pending>>,
     next_correlation: AtomicI32,
     /// API key -> (min, max) version the broker serves.
@@ -58,17 +59,40 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects, then asks the broker which API versions it serves.
+    /// Connects over plain TCP, then asks the broker which API versions it serves.
     pub async fn connect(addr: &str, client_id: &str, connect_timeout: Duration, request_timeout: Duration) -> Result<Arc<Connection>> {
+        Self::connect_with(addr, client_id, connect_timeout, request_timeout, &Transport::plaintext()).await
+    }
+
+    /// Connects (TLS first when `transport` has it), asks which API versions the broker
+    /// serves, then authenticates (SASL) when `transport` says so.
+    pub async fn connect_with(addr: &str, client_id: &str, connect_timeout: Duration, request_timeout: Duration, transport: &Transport) -> Result<Arc<Connection>> {
+        let failed = |reason: String| Error::Connect { addr: addr.to_string(), reason };
         let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Error::Connect { addr: addr.to_string(), reason: connect_reason(&e) }),
-            Err(_) => return Err(Error::Connect { addr: addr.to_string(), reason: format!("no answer within {} ms", connect_timeout.as_millis()) }),
+            Ok(Err(e)) => return Err(failed(connect_reason(&e))),
+            Err(_) => return Err(failed(format!("no answer within {} ms", connect_timeout.as_millis()))),
         };
         let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
         let pending = Arc::new(Mutex::new(Pending { waiters: HashMap::new(), closed: None }));
-        let reader = tokio::spawn(read_loop(read, pending.clone(), addr.to_string()));
+        let (reader, write): (_, Box<dyn AsyncWrite + Send + Unpin>) = match &transport.tls {
+            None => {
+                let (read, write) = stream.into_split();
+                (tokio::spawn(read_loop(read, pending.clone(), addr.to_string())), Box::new(write))
+            }
+            Some((config, _)) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
+                let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| failed(format!("`{host}` is not a TLS server name: {e}")))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone());
+                let stream = match tokio::time::timeout(connect_timeout, tls.connect(name, stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(failed(format!("TLS handshake failed: {e}"))),
+                    Err(_) => return Err(failed(format!("TLS handshake did not finish within {} ms", connect_timeout.as_millis()))),
+                };
+                let (read, write) = tokio::io::split(stream);
+                (tokio::spawn(read_loop(read, pending.clone(), addr.to_string())), Box::new(write))
+            }
+        };
         let mut conn = Connection {
             addr: addr.to_string(),
             client_id: StrBytes::from_string(client_id.to_string()),
@@ -80,7 +104,50 @@ impl Connection {
             reader,
         };
         conn.versions = conn.negotiate().await?;
+        if let Some(login) = &transport.sasl {
+            conn.authenticate(login).await?;
+        }
         Ok(Arc::new(conn))
+    }
+
+    /// SaslHandshake v1, then SaslAuthenticate rounds of the mechanism.
+    async fn authenticate(&self, login: &SaslLogin) -> Result<()> {
+        use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+        use kafka_protocol::ResponseError;
+        let context = |what: &str| format!("SASL {what} with {} as {} at {}", login.mechanism, login.username, self.addr);
+        let v = self.version::<SaslHandshakeRequest>(1, 1)?;
+        let hs = self.send(&SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(login.mechanism.clone())), v).await?;
+        if let Some(e) = ResponseError::try_from_code(hs.error_code) {
+            let offered: Vec<String> = hs.mechanisms.iter().map(|m| m.to_string()).collect();
+            return Err(Error::Broker { error: e, context: format!("{} (the broker offers {})", context("handshake"), offered.join(", ")) });
+        }
+        let av = self.version::<SaslAuthenticateRequest>(0, 2)?;
+        let round = |bytes: Vec<u8>| async move {
+            let r = self.send(&SaslAuthenticateRequest::default().with_auth_bytes(bytes.into()), av).await?;
+            match ResponseError::try_from_code(r.error_code) {
+                Some(e) => Err(Error::Broker { error: e, context: format!("{}: {}", context("authentication"), r.error_message.as_deref().unwrap_or("refused")) }),
+                None => Ok(r.auth_bytes.to_vec()),
+            }
+        };
+        if login.mechanism == "PLAIN" {
+            round(format!("\0{}\0{}", login.username, login.password).into_bytes()).await?;
+            return Ok(());
+        }
+        let m = crate::scram::Mechanism::from_name(&login.mechanism).ok_or_else(|| Error::Config(format!("sasl.mechanism {} is not supported", login.mechanism)))?;
+        let nonce = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, crate::scram::random_bytes(24));
+        let user = login.username.replace('=', "=3D").replace(',', "=2C");
+        let bare = format!("n={user},r={nonce}");
+        let first = String::from_utf8(round(format!("n,,{bare}").into_bytes()).await?).map_err(|_| self.protocol("a SCRAM server-first message that is not UTF-8"))?;
+        if !first.starts_with(&format!("r={nonce}")) {
+            return Err(self.protocol("the SCRAM server nonce does not extend ours"));
+        }
+        let (last, expected) = crate::scram::client::final_message(m, &login.password, &bare, &first).map_err(|e| self.protocol(e))?;
+        let verifier = String::from_utf8(round(last.into_bytes()).await?).unwrap_or_default();
+        let want = format!("v={}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, expected));
+        if verifier != want {
+            return Err(self.protocol("the broker's SCRAM signature is wrong (not the broker that holds this user's credential)"));
+        }
+        Ok(())
     }
 
     async fn negotiate(&self) -> Result<HashMap<i16, (i16, i16)>> {
@@ -169,7 +236,13 @@ impl Connection {
 
     async fn write(&self, frame: Bytes) -> Result<()> {
         let mut w = self.writer.lock().await;
-        if let Err(e) = w.write_all(&frame).await {
+        // flush: a TLS stream holds written bytes until flushed (plain TCP: a no-op).
+        if let Err(e) = async {
+            w.write_all(&frame).await?;
+            w.flush().await
+        }
+        .await
+        {
             let reason = e.to_string();
             close(&self.pending, &reason);
             return Err(Error::Disconnected { addr: self.addr.clone(), reason });
@@ -258,7 +331,7 @@ fn close(pending: &Mutex<Pending>, reason: &str) {
     p.waiters.clear();
 }
 
-async fn read_loop(mut read: tokio::net::tcp::OwnedReadHalf, pending: Arc<Mutex<Pending>>, addr: String) {
+async fn read_loop<R: AsyncRead + Unpin>(mut read: R, pending: Arc<Mutex<Pending>>, addr: String) {
     let reason = loop {
         let mut len = [0u8; 4];
         if let Err(e) = read.read_exact(&mut len).await {

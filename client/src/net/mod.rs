@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod conn;
+pub mod secure;
 
 pub use cluster::{BrokerInfo, CachedCoordinator, Cluster, Metadata, PartitionInfo, TopicInfo};
 pub use conn::Connection;
