@@ -235,7 +235,35 @@ fn ssl_with_client_certificates_names_the_principal_and_refuses_untrusted_certif
     }
     let log = server.stderr();
     ensure!(log.contains("TLS handshake failed"), "no log line for the refused handshakes:\n{log}");
+
+    // A new certificate in the same files is served without a restart.
+    ensure!(served_subject(&ssl, dir)?.contains("CN = localhost"), "the first certificate");
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut args = vec!["req"];
+    args.extend(ec);
+    args.extend(["-keyout", "next.key", "-out", "next.csr", "-subj", "/CN=reloaded"]);
+    openssl(dir, &args)?;
+    openssl(dir, &["x509", "-req", "-in", "next.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "next.pem", "-days", "2", "-extfile", "server.ext"])?;
+    std::fs::rename(dir.join("next.key"), dir.join("server.key"))?;
+    std::fs::rename(dir.join("next.pem"), dir.join("server.pem"))?;
+    wait_until(Duration::from_secs(15), "the reloaded certificate", || Ok(served_subject(&ssl, dir)?.contains("CN = reloaded")))?;
+    ensure!(server.stderr().contains("reloaded the TLS certificate"), "no log line for the reload");
+    let r = confluent(&ssl, "tls-topic", 0, &settings("alice"))?;
+    ensure!(r.get("error").map(String::as_str) == Some("none"), "after the reload: {r:?}");
     Ok(())
+}
+
+/// The subject of the certificate a TLS listener serves now (`openssl s_client`, with
+/// alice's client certificate).
+fn served_subject(addr: &str, dir: &Path) -> Result<String> {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", addr, "-CAfile", "ca.pem", "-cert", "alice.pem", "-key", "alice.key"])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let subject = text.lines().find(|l| l.trim_start().starts_with("subject=")).unwrap_or_default().to_string();
+    Ok(subject)
 }
 
 /// `acl_client.py` as `user`: the RESULT fields.
