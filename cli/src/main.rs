@@ -45,17 +45,23 @@ struct Cli {
 
 /// The client settings of --command-config.
 fn client_properties(cli: &Cli) -> Result<Vec<(String, String)>, String> {
+    match &cli.command_config {
+        Some(path) => client_properties_file(path).map_err(|e| format!("--command-config {e}")),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// `key=value` pairs of a client properties file (`#` and `!` comments).
+pub(crate) fn client_properties_file(path: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
-    if let Some(path) = &cli.command_config {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("--command-config {}: {e}", path.display()))?;
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let (k, v) = line.split_once(['=', ':']).ok_or_else(|| format!("{}:{}: expected key=value, got `{line}`", path.display(), n + 1))?;
-            out.push((k.trim().to_string(), v.trim().to_string()));
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
         }
+        let (k, v) = line.split_once(['=', ':']).ok_or_else(|| format!("{}:{}: expected key=value, got `{line}`", path.display(), n + 1))?;
+        out.push((k.trim().to_string(), v.trim().to_string()));
     }
     Ok(out)
 }

@@ -203,7 +203,7 @@ pub async fn start(args: &ServerArgs) -> Result<Running, String> {
         node_id: args.node_id,
         controller_listen: args.controller_listen.clone(),
         voters,
-        config,
+        config: config.clone(),
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -220,11 +220,21 @@ pub async fn start(args: &ServerArgs) -> Result<Running, String> {
         }
     };
     let addr = listener.local_addr().map_err(|e| format!("HTTP listener: {e}"))?;
-    // The SQL engine and the Connect worker are clients of this broker without TLS or SASL.
-    let Some(inner) = broker.plaintext_addr() else {
-        tracing::warn!("the HTTP API (SQL, Connect, metrics) is off: it needs a PLAINTEXT listener, e.g. --listen 127.0.0.1:9092 (loopback) beside the secured ones");
+    // The SQL engine and the Connect worker are clients of this broker: on the first
+    // PLAINTEXT listener, or on `internal.listener` as the principal `internal.client.config`
+    // gives them.
+    let inner = match config.get("internal.listener").trim() {
+        "" => broker.plaintext_addr(),
+        name => Some(broker.listeners().iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, a)| *a).ok_or_else(|| format!("internal.listener={name} is not one of the listeners"))?),
+    };
+    let Some(inner) = inner else {
+        tracing::warn!("the HTTP API (SQL, Connect, metrics) is off: it needs a PLAINTEXT listener (e.g. --listen 127.0.0.1:9092 on loopback) or internal.listener with internal.client.config");
         return Ok(Running { broker, http: None });
     };
+    if let Some(path) = Some(config.get("internal.client.config").trim()).filter(|p| !p.is_empty()) {
+        let props = crate::client_properties_file(std::path::Path::new(path)).map_err(|e| format!("internal.client.config: {e}"))?;
+        samsa_client::config::set_process_defaults(props).map_err(|e| format!("internal.client.config={path}: {e}"))?;
+    }
     // Connectors hosted by this server (Kafka Connect's REST API on the same port, and
     // SQL's CREATE SOURCE|SINK CONNECTOR).
     let connect = samsa_connect::rest::LazyConnect::new(&own_bootstrap(inner), &addr.to_string());

@@ -327,3 +327,40 @@ fn acls_allow_deny_by_prefix_and_by_group_with_deny_winning_and_unlisted_topics_
     want(as_user(&sasl, "carol", "produce", "shop-eu", None)?, "error", "TOPIC_AUTHORIZATION_FAILED", "after remove")?;
     Ok(())
 }
+
+#[test]
+fn the_servers_own_sql_engine_acts_as_the_principal_it_is_configured_with() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let internal = dir.path().join("internal.properties");
+    std::fs::write(&internal, "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-256\nsasl.username=sqlsvc\nsasl.password=svc-secret\n")?;
+    let admin = dir.path().join("admin.properties");
+    std::fs::write(&admin, "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-256\nsasl.username=admin\nsasl.password=admin-secret\n")?;
+    let server = SamsaServer::builder()
+        .set("listeners", "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0")
+        .set("authorizer.enabled", "true")
+        .set("super.users", "User:admin;User:sqlsvc")
+        .set("internal.listener", "SASL_PLAINTEXT")
+        .set("internal.client.config", internal.display())
+        .start()?;
+    let sasl = server.listener("SASL_PLAINTEXT").context("no SASL_PLAINTEXT listener line")?.to_string();
+    let (admin, plain) = (admin.display().to_string(), server.bootstrap().to_string());
+    // The first user from loopback PLAINTEXT; the next ones by that (super) user over SASL.
+    run_samsa(&["user", "add", "admin", "--mechanism", "SCRAM-SHA-256", "--password", "admin-secret", "--bootstrap", &plain], Duration::from_secs(30))?.ok()?;
+    let e = run_samsa(&["user", "add", "mallory", "--mechanism", "SCRAM-SHA-256", "--password", "x", "--bootstrap", &plain], Duration::from_secs(30))?.failed()?;
+    ensure!(e.contains("CLUSTER_AUTHORIZATION_FAILED") || e.contains("Kafka error 31"), "a second user from PLAINTEXT: {e}");
+    run_samsa(&["user", "add", "sqlsvc", "--mechanism", "SCRAM-SHA-256", "--password", "svc-secret", "--bootstrap", &sasl, "--command-config", &admin], Duration::from_secs(30))?.ok()?;
+    let api = server.http_addr();
+    for statement in ["CREATE STREAM notes (body VARCHAR) WITH (topic = 'notes', format = 'json', partitions = 1)", "INSERT INTO notes VALUES ('hello'), ('world')"] {
+        let (status, text) = samsa_tests::http(api, "POST", "/sql", &serde_json::json!({ "sql": statement }).to_string())?;
+        ensure!(status == 200, "{statement}: {status} {text}\n{}", server.stderr());
+    }
+    let (status, text) = samsa_tests::http(api, "POST", "/sql", &serde_json::json!({ "sql": "SELECT body FROM notes ORDER BY body" }).to_string())?;
+    ensure!(status == 200 && text.contains("hello") && text.contains("world"), "{status} {text}");
+    ensure!(server.stderr().contains("principal=User:sqlsvc"), "the SQL engine did not authenticate as sqlsvc:\n{}", server.stderr());
+    // Unauthenticated clients see nothing of it.
+    let topics = run_samsa(&["topic", "list", "--bootstrap", &plain], Duration::from_secs(30))?.ok()?;
+    ensure!(!topics.contains("notes"), "User:ANONYMOUS sees: {topics}");
+    let topics = run_samsa(&["topic", "list", "--bootstrap", &sasl, "--command-config", &admin], Duration::from_secs(30))?.ok()?;
+    ensure!(topics.contains("notes"), "the admin sees: {topics}");
+    Ok(())
+}
