@@ -90,6 +90,50 @@ pub struct BrokerState {
     pub metrics: crate::metrics::BrokerMetrics,
     /// The authorizer's settings.
     pub authz: Authz,
+    /// How this broker reaches the others.
+    pub inter_broker: InterBroker,
+}
+
+/// How this broker reaches the others: the listener (`inter.broker.listener.name`) and
+/// the client settings (`inter.broker.client.config`) for replication and markers.
+#[derive(Debug, Clone, Default)]
+pub struct InterBroker {
+    /// Listener name.
+    pub listener: String,
+    /// TLS and SASL for it.
+    pub transport: samsa_client::net::secure::Transport,
+}
+
+impl InterBroker {
+    /// From the config and the listeners, or why they do not fit together.
+    pub fn resolve(config: &BrokerConfig, listeners: &[crate::security::ListenerSpec]) -> Result<InterBroker> {
+        let name = match config.get("inter.broker.listener.name").trim() {
+            "" => listeners[0].name.clone(),
+            n => n.to_ascii_uppercase(),
+        };
+        let spec = listeners.iter().find(|l| l.name == name).ok_or_else(|| Error::Config(format!("inter.broker.listener.name={name} is not one of the listeners")))?;
+        let mut settings = samsa_client::net::secure::SecuritySettings::default();
+        match config.get("inter.broker.client.config").trim() {
+            "" if spec.protocol != crate::security::Protocol::Plaintext => {
+                return Err(Error::Config(format!(
+                    "brokers replicate over listener {name} ({:?}): give its client settings with inter.broker.client.config=FILE (security.protocol, ssl.ca.location, sasl.*)",
+                    spec.protocol
+                )))
+            }
+            "" => {}
+            path => {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("inter.broker.client.config={path}: {e}")))?;
+                for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!')) {
+                    let (k, v) = line.split_once(['=', ':']).ok_or_else(|| Error::Config(format!("inter.broker.client.config={path}: expected key=value, got `{line}`")))?;
+                    if !settings.set(k.trim(), v.trim()).map_err(|e| Error::Config(format!("inter.broker.client.config={path}: {e}")))? {
+                        return Err(Error::Config(format!("inter.broker.client.config={path}: `{}` is not a security setting", k.trim())));
+                    }
+                }
+            }
+        }
+        let transport = settings.transport().map_err(|e| Error::Config(format!("inter.broker.client.config: {e}")))?;
+        Ok(InterBroker { listener: name, transport })
+    }
 }
 
 /// `authorizer.enabled` and `super.users`.
@@ -104,7 +148,8 @@ pub struct Authz {
 impl Authz {
     /// From the broker config (`super.users`: `User:a;User:b`).
     pub fn from_config(config: &BrokerConfig) -> Authz {
-        let super_users = config.get("super.users").split([';', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+        // `;` only: certificate principals hold commas (User:CN=admin,O=corp).
+        let super_users = config.get("super.users").split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
         Authz { enabled: config.bool("authorizer.enabled"), super_users: Arc::new(super_users) }
     }
 }
@@ -238,12 +283,7 @@ impl Broker {
         // Client listeners: `listeners` when set, else --listen (both NAME://HOST:PORT,...).
         let spec = Some(opts.config.get("listeners").trim()).filter(|s| !s.is_empty()).unwrap_or(opts.listen.as_str()).to_string();
         let specs = crate::security::parse_listeners(&spec, opts.config.get("listener.security.protocol.map")).map_err(Error::Config)?;
-        if !opts.voters.is_empty() && specs[0].protocol != crate::security::Protocol::Plaintext {
-            return Err(Error::Config(format!(
-                "in a cluster the first listener carries replication between brokers and must be PLAINTEXT (it is {}); list a PLAINTEXT listener first",
-                specs[0].name
-            )));
-        }
+        let inter_broker = InterBroker::resolve(&opts.config, &specs)?;
         let security = crate::security::Security::resolve(&opts.config, &specs).map_err(Error::Config)?;
         let mut listeners = Vec::new();
         for l in &specs {
@@ -293,9 +333,10 @@ impl Broker {
             txns,
             metrics: Default::default(),
             authz: Authz::from_config(&opts.config),
+            inter_broker: inter_broker.clone(),
         });
         let fetchers = Fetchers::new(
-            FetcherConfig { me: opts.node_id, wait: cfg.ms("replica.fetch.wait.max.ms"), max_bytes: cfg.int("replica.fetch.max.bytes") as i32 },
+            FetcherConfig { me: opts.node_id, wait: cfg.ms("replica.fetch.wait.max.ms"), max_bytes: cfg.int("replica.fetch.max.bytes") as i32, inter_broker },
             state.topics.clone(),
             state.controller.subscribe(),
             shutdown_rx.clone(),
@@ -376,6 +417,9 @@ struct ListenerCtx {
     security: crate::security::Security,
 }
 
+/// How long a client of a SASL listener has to authenticate.
+const SASL_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Largest frame a client may send before it has authenticated on a SASL listener.
 const SASL_MAX_RECEIVE: usize = 512 * 1024;
 
@@ -451,6 +495,7 @@ where
     // On a SASL listener nothing but ApiVersions and the SASL exchange is served until the
     // client has authenticated.
     let mut sasl = ctx.protocol.sasl().then(crate::security::sasl::Session::default);
+    let auth_deadline = tokio::time::Instant::now() + SASL_AUTH_TIMEOUT;
     let _open = state.metrics.connection();
     loop {
         // Before authentication a frame may be at most `sasl.server.max.receive.size`
@@ -468,7 +513,7 @@ where
                 let started = std::time::Instant::now();
                 let outcome = match sasl.as_mut() {
                     // After a v0 handshake the tokens are bare frames, and so are the answers.
-                    Some(session) if session.raw => match session.authenticate(&state.image(), &body) {
+                    Some(session) if session.raw => match sasl_step(&state, session, body.to_vec()).await {
                         crate::security::sasl::Step::Continue(bytes) => Outcome::Respond(bytes.into()),
                         crate::security::sasl::Step::Done(bytes, principal) => {
                             info!(%peer, listener = %ctx.name, %principal, "authenticated");
@@ -479,7 +524,7 @@ where
                         crate::security::sasl::Step::Failed(message) => Outcome::Close(format!("SASL authentication failed: {message}")),
                     },
                     Some(session) => {
-                        let (outcome, done) = authenticate(&state, &ctx, session, body);
+                        let (outcome, done) = authenticate(&state, &ctx, session, body).await;
                         if let Some(principal) = done {
                             info!(%peer, listener = %ctx.name, %principal, "authenticated");
                             conn.principal = principal;
@@ -520,6 +565,12 @@ where
                 buf.reserve(needed.saturating_sub(buf.len()).min(max));
                 let n = tokio::select! {
                     r = socket.read_buf(&mut buf) => r?,
+                    // A SASL client has a bounded time to authenticate, so idle sockets
+                    // cannot hold every connection slot.
+                    _ = tokio::time::sleep_until(auth_deadline), if sasl.is_some() => {
+                        warn!(%peer, listener = %ctx.name, "closing connection: not authenticated within {} s", SASL_AUTH_TIMEOUT.as_secs());
+                        return Ok(());
+                    }
                     _ = shutdown.changed() => return Ok(()),
                 };
                 if n == 0 {
@@ -533,7 +584,25 @@ where
 /// One request of a connection that has not authenticated yet: ApiVersions, SaslHandshake
 /// and SaslAuthenticate are served, anything else closes the connection. Returns what to
 /// send and, once authenticated, the principal.
-fn authenticate(state: &BrokerState, ctx: &ListenerCtx, session: &mut crate::security::sasl::Session, body: bytes::Bytes) -> (Outcome, Option<String>) {
+/// One SASL round, off the async threads (PLAIN derives keys: thousands of HMACs).
+async fn sasl_step(state: &BrokerState, session: &mut crate::security::sasl::Session, bytes: Vec<u8>) -> crate::security::sasl::Step {
+    let mut s = std::mem::take(session);
+    let image = state.image();
+    match tokio::task::spawn_blocking(move || {
+        let step = s.authenticate(&image, &bytes);
+        (s, step)
+    })
+    .await
+    {
+        Ok((s, step)) => {
+            *session = s;
+            step
+        }
+        Err(e) => crate::security::sasl::Step::Failed(format!("the SASL check stopped: {e}")),
+    }
+}
+
+async fn authenticate(state: &BrokerState, ctx: &ListenerCtx, session: &mut crate::security::sasl::Session, body: bytes::Bytes) -> (Outcome, Option<String>) {
     use crate::security::sasl::Step;
     use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
     let d = match api::decode(body) {
@@ -556,7 +625,7 @@ fn authenticate(state: &BrokerState, ctx: &ListenerCtx, session: &mut crate::sec
         }
         api::Request::SaslAuthenticate(r) => {
             let mut resp = SaslAuthenticateResponse::default();
-            match session.authenticate(&state.image(), &r.auth_bytes) {
+            match sasl_step(state, session, r.auth_bytes.to_vec()).await {
                 Step::Continue(bytes) => {
                     resp.auth_bytes = bytes.into();
                     (api::encode(key, v, cid, &resp), None)

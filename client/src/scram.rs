@@ -268,6 +268,9 @@ pub mod client {
             }
         }
         let (nonce, salt, iterations) = (nonce.ok_or("no nonce")?, salt.ok_or("no salt")?, iterations.ok_or("no iteration count")?);
+        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(format!("the server asks for {iterations} SCRAM iterations; {MIN_ITERATIONS} to {MAX_ITERATIONS} are accepted"));
+        }
         let salted = m.salted_password(password.as_bytes(), &salt, iterations);
         let client_key = m.hmac(&salted, b"Client Key");
         let stored_key = m.hash(&client_key);

@@ -164,9 +164,11 @@ fn sasl_ssl_with_scram_serves_confluent_kafka_and_kcat_and_refuses_bad_credentia
     let (answer, _) = exchange(&sasl_plain, &frame(18, 0, &[]))?;
     ensure!(answer.len() > 8 && answer[4..8] == 7i32.to_be_bytes(), "no ApiVersions answer before SASL");
     // Garbage instead of a handshake (plain and TLS ports) closes only that connection.
-    for addr in [&sasl_plain, &sasl_ssl] {
-        let junk: Vec<u8> = (0..200u32).map(|i| (i * 7919 % 251) as u8).collect();
-        let (answer, closed) = exchange(addr, &junk)?;
+    let junk: Vec<u8> = (0..200u32).map(|i| (i * 7919 % 251) as u8).collect();
+    // A frame announcing 9 MB, and a small well-framed one that is no request.
+    let small = [&40i32.to_be_bytes()[..], &junk[..40]].concat();
+    for (addr, bytes) in [(&sasl_plain, &junk), (&sasl_plain, &small), (&sasl_ssl, &junk)] {
+        let (answer, closed) = exchange(addr, bytes)?;
         ensure!(answer.is_empty() || addr == &sasl_ssl, "garbage got an answer on {addr}");
         ensure!(closed, "garbage did not close the connection on {addr}");
     }
@@ -348,7 +350,8 @@ fn the_servers_own_sql_engine_acts_as_the_principal_it_is_configured_with() -> R
     run_samsa(&["user", "add", "admin", "--mechanism", "SCRAM-SHA-256", "--password", "admin-secret", "--bootstrap", &plain], Duration::from_secs(30))?.ok()?;
     let e = run_samsa(&["user", "add", "mallory", "--mechanism", "SCRAM-SHA-256", "--password", "x", "--bootstrap", &plain], Duration::from_secs(30))?.failed()?;
     ensure!(e.contains("CLUSTER_AUTHORIZATION_FAILED") || e.contains("Kafka error 31"), "a second user from PLAINTEXT: {e}");
-    run_samsa(&["user", "add", "sqlsvc", "--mechanism", "SCRAM-SHA-256", "--password", "svc-secret", "--bootstrap", &sasl, "--command-config", &admin], Duration::from_secs(30))?.ok()?;
+    run_samsa(&["user", "add", "sqlsvc", "--mechanism", "SCRAM-SHA-256", "--password", "svc-secret", "--bootstrap", &sasl, "--command-config", &admin], Duration::from_secs(30))?
+        .ok()?;
     let api = server.http_addr();
     for statement in ["CREATE STREAM notes (body VARCHAR) WITH (topic = 'notes', format = 'json', partitions = 1)", "INSERT INTO notes VALUES ('hello'), ('world')"] {
         let (status, text) = samsa_tests::http(api, "POST", "/sql", &serde_json::json!({ "sql": statement }).to_string())?;
@@ -362,5 +365,39 @@ fn the_servers_own_sql_engine_acts_as_the_principal_it_is_configured_with() -> R
     ensure!(!topics.contains("notes"), "User:ANONYMOUS sees: {topics}");
     let topics = run_samsa(&["topic", "list", "--bootstrap", &sasl, "--command-config", &admin], Duration::from_secs(30))?.ok()?;
     ensure!(topics.contains("notes"), "the admin sees: {topics}");
+    Ok(())
+}
+
+#[test]
+fn brokers_replicate_over_sasl_as_their_own_principal_with_the_authorizer_on() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let inter = dir.path().join("broker.properties");
+    std::fs::write(&inter, "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-256\nsasl.username=broker\nsasl.password=broker-secret\n")?;
+    let inter = inter.display().to_string();
+    let sets = [
+        ("inter.broker.listener.name", "SASL_PLAINTEXT"),
+        ("inter.broker.client.config", inter.as_str()),
+        ("authorizer.enabled", "true"),
+        ("super.users", "User:broker;User:ANONYMOUS"),
+        ("default.replication.factor", "3"),
+        ("offsets.topic.replication.factor", "1"),
+    ];
+    let cluster = samsa_tests::SamsaCluster::start_with_listeners(3, &sets, "SASL_PLAINTEXT://127.0.0.1:0")?;
+    run_samsa(&["user", "add", "broker", "--mechanism", "SCRAM-SHA-256", "--password", "broker-secret", "--bootstrap", &cluster.addr(1)], Duration::from_secs(30))?.ok()?;
+    run_samsa(&["topic", "create", "replicated", "--partitions", "1", "--replication-factor", "3", "--bootstrap", &cluster.addr(1)], Duration::from_secs(30))?.ok()?;
+    let r = confluent(&cluster.bootstrap(), "replicated", 20, &["acks=all".to_string()])?;
+    ensure!(r.get("consumed").map(String::as_str) == Some("20"), "{r:?}");
+    // Every follower fetched the records, over SASL as User:broker.
+    wait_until(Duration::from_secs(30), "three in-sync replicas", || Ok(cluster.partitions("replicated")?.first().is_some_and(|p| p.2.len() == 3)))?;
+    let leader = cluster.partitions("replicated")?[0].0 as usize;
+    let leader_log = cluster.stderr(leader);
+    ensure!(leader_log.matches("listener=SASL_PLAINTEXT principal=User:broker").count() >= 2, "node {leader} did not see both followers over SASL:\n{leader_log}");
+    // Their copies hold the records: each follower's log end is the leader's.
+    for id in 1..=3 {
+        let dir = cluster.data_dir(id).join("replicated-0");
+        let bytes: u64 =
+            std::fs::read_dir(&dir)?.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "log")).map(|e| e.metadata().map(|m| m.len()).unwrap_or(0)).sum();
+        ensure!(bytes > 0, "node {id} has no records in {}", dir.display());
+    }
     Ok(())
 }

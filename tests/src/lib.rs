@@ -505,10 +505,23 @@ pub struct SamsaCluster {
     controller_ports: Vec<u16>,
     voters: String,
     sets: Vec<(String, String)>,
+    /// More listeners for every node, after its PLAINTEXT one (e.g. `SASL_PLAINTEXT://127.0.0.1:0`).
+    extra_listeners: Option<String>,
     dirs: tempfile::TempDir,
 }
 
 impl SamsaCluster {
+    /// [`Self::start`] with more listeners on every node (`NAME://127.0.0.1:0,...`).
+    pub fn start_with_listeners(n: usize, sets: &[(&str, &str)], extra: &str) -> Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_on_free_ports(n, sets, Some(extra)) {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
     /// Starts `n` nodes with broker settings `sets` and waits until every one is
     /// registered (all `n` brokers appear in Metadata). The ports are picked before the
     /// nodes start (each node must know the others' controller ports), so another test
@@ -516,7 +529,7 @@ impl SamsaCluster {
     pub fn start(n: usize, sets: &[(&str, &str)]) -> Result<Self> {
         let mut attempt = 1;
         loop {
-            match Self::start_on_free_ports(n, sets) {
+            match Self::start_on_free_ports(n, sets, None) {
                 Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
                     eprintln!("cluster start attempt {attempt}: a picked port was taken meanwhile ({e}); trying new ports");
                     attempt += 1;
@@ -526,7 +539,7 @@ impl SamsaCluster {
         }
     }
 
-    fn start_on_free_ports(n: usize, sets: &[(&str, &str)]) -> Result<Self> {
+    fn start_on_free_ports(n: usize, sets: &[(&str, &str)], extra: Option<&str>) -> Result<Self> {
         let kafka_ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
         let controller_ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
         let voters = controller_ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
@@ -536,6 +549,7 @@ impl SamsaCluster {
             controller_ports,
             voters,
             sets: sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra_listeners: extra.map(str::to_string),
             dirs: tempfile::Builder::new().prefix("samsa-cluster-").tempdir()?,
         };
         for id in 1..=n {
@@ -551,7 +565,10 @@ impl SamsaCluster {
         let mut b = SamsaServer::builder()
             .node_id(id as u32)
             .data_dir(self.data_dir(id))
-            .listen(format!("127.0.0.1:{}", self.kafka_ports[i]))
+            .listen(match &self.extra_listeners {
+                Some(extra) => format!("127.0.0.1:{},{extra}", self.kafka_ports[i]),
+                None => format!("127.0.0.1:{}", self.kafka_ports[i]),
+            })
             .quorum(format!("127.0.0.1:{}", self.controller_ports[i]), self.voters.clone());
         for (k, v) in &self.sets {
             b = b.set(k, v);

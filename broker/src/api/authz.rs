@@ -31,7 +31,13 @@ impl Access {
     /// The view for a request on `conn`.
     pub fn new(state: &BrokerState, conn: &Connection) -> Access {
         let enabled = state.authz.enabled;
-        Access { enabled, principal: conn.principal.clone(), host: conn.peer.ip().to_string(), image: enabled.then(|| state.image()), super_users: state.authz.super_users.clone() }
+        Access {
+            enabled,
+            principal: conn.principal.clone(),
+            host: conn.peer.ip().to_canonical().to_string(),
+            image: enabled.then(|| state.image()),
+            super_users: state.authz.super_users.clone(),
+        }
     }
 
     /// Whether this principal may do `op` on the resource.
@@ -124,12 +130,14 @@ pub fn produce(acc: &Access, req: &mut ProduceRequest) -> Vec<TopicProduceRespon
         .collect()
 }
 
-/// Fetch: Read on each topic (a follower's fetch is replication, not checked).
+/// Fetch: Read on each topic; a follower's fetch (replica id set) needs ClusterAction.
 pub fn fetch(acc: &Access, req: &mut FetchRequest) -> Vec<FetchableTopicResponse> {
-    if !acc.enabled() || req.replica_id.0 >= 0 || req.replica_state.replica_id.0 >= 0 {
+    if !acc.enabled() {
         return Vec::new();
     }
-    let refused = take(&mut req.topics, |t| acc.topic(&acc.topic_name(&t.topic, &t.topic_id), Operation::Read));
+    let replica = req.replica_id.0 >= 0 || req.replica_state.replica_id.0 >= 0;
+    let cluster_action = replica && acc.cluster(Operation::ClusterAction);
+    let refused = take(&mut req.topics, |t| if replica { cluster_action } else { acc.topic(&acc.topic_name(&t.topic, &t.topic_id), Operation::Read) });
     refused
         .into_iter()
         .map(|t| {
@@ -238,28 +246,14 @@ pub fn offset_commit(acc: &Access, req: &mut OffsetCommitRequest) -> Vec<OffsetC
         .collect()
 }
 
-/// OffsetFetch, after: a group the principal may not describe answers
-/// GROUP_AUTHORIZATION_FAILED; topics it may not describe are left out.
-pub fn offset_fetch(acc: &Access, req: &OffsetFetchRequest, resp: &mut OffsetFetchResponse) {
+/// OffsetFetch, after: topics the principal may not describe are left out.
+pub fn offset_fetch_topics(acc: &Access, resp: &mut OffsetFetchResponse) {
     if !acc.enabled() {
         return;
     }
-    if !req.group_id.is_empty() && !acc.can(ResourceType::Group, &req.group_id, Operation::Describe) {
-        resp.error_code = ResponseError::GroupAuthorizationFailed.code();
-        for p in resp.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
-            p.error_code = ResponseError::GroupAuthorizationFailed.code();
-            p.committed_offset = -1;
-        }
-    } else {
-        take(&mut resp.topics, |t| acc.topic(&t.name, Operation::Describe));
-    }
+    take(&mut resp.topics, |t| acc.topic(&t.name, Operation::Describe));
     for g in &mut resp.groups {
-        if acc.can(ResourceType::Group, &g.group_id, Operation::Describe) {
-            take(&mut g.topics, |t| acc.topic(&t.name, Operation::Describe));
-        } else {
-            g.error_code = ResponseError::GroupAuthorizationFailed.code();
-            g.topics.clear();
-        }
+        take(&mut g.topics, |t| acc.topic(&t.name, Operation::Describe));
     }
 }
 
@@ -289,7 +283,7 @@ pub fn refused(acc: &Access, request: &super::Request) -> Option<ResponseError> 
         R::AddOffsetsToTxn(r) => txn(&r.transactional_id).or_else(|| group(&r.group_id, Read)),
         R::EndTxn(r) => txn(&r.transactional_id),
         R::TxnOffsetCommit(r) => txn(&r.transactional_id).or_else(|| group(&r.group_id, Read)),
-        R::DescribeCluster(_) => cluster(Describe),
+        R::WriteTxnMarkers(_) => cluster(ClusterAction),
         R::CreateAcls(_) | R::DeleteAcls(_) => cluster(Alter),
         R::DescribeAcls(_) | R::DescribeUserScramCredentials(_) => cluster(Describe),
         _ => None,

@@ -325,7 +325,7 @@ pub async fn execute(state: &Arc<BrokerState>, conn: &Connection, d: Decoded) ->
         }
         Request::AlterUserScramCredentials(r) => {
             // The first user may be made from a loopback client on a PLAINTEXT listener.
-            let bootstrap = state.image().scram.is_empty() && conn.peer.ip().is_loopback() && conn.principal == crate::security::ANONYMOUS;
+            let bootstrap = state.image().scram.is_empty() && conn.peer.ip().to_canonical().is_loopback() && conn.principal == crate::security::ANONYMOUS;
             if !(bootstrap || acc.cluster(Op::Alter)) {
                 let mut resp = AlterUserScramCredentialsResponse::default();
                 let users: std::collections::BTreeSet<String> = r.deletions.iter().map(|d| d.name.to_string()).chain(r.upsertions.iter().map(|u| u.name.to_string())).collect();
@@ -345,7 +345,8 @@ pub async fn execute(state: &Arc<BrokerState>, conn: &Connection, d: Decoded) ->
         Request::DeleteAcls(r) => encode(key, v, cid, &acls::delete(state, r).await),
         Request::ApiVersions(_) => api_versions(key, v, cid),
         Request::Metadata(mut r) => {
-            let listed_all = r.topics.is_none();
+            // v0 asks for every topic with an empty list.
+            let listed_all = r.topics.as_ref().is_none_or(|t| v == 0 && t.is_empty());
             let refused = authz::metadata_before(&acc, &mut r);
             let mut resp = metadata::metadata(state, conn, r, v).await;
             authz::metadata_after(&acc, listed_all, &mut resp, refused);
@@ -375,7 +376,11 @@ pub async fn execute(state: &Arc<BrokerState>, conn: &Connection, d: Decoded) ->
             encode(key, v, cid, &resp)
         }
         Request::OffsetForLeaderEpoch(mut r) => {
-            let refused = if r.replica_id.0 >= 0 { Vec::new() } else { authz::take(&mut r.topics, |t| acc.topic(&t.topic, Op::Describe)) };
+            // A replica's request (replica id set) needs ClusterAction; a client's, Describe.
+            let replica = r.replica_id.0 >= 0;
+            let replica_ok = !replica || acc.cluster(Op::ClusterAction);
+            let refused = authz::take(&mut r.topics, |t| if replica { replica_ok } else { acc.topic(&t.topic, Op::Describe) });
+            let refusal = if replica { ResponseError::ClusterAuthorizationFailed } else { ResponseError::TopicAuthorizationFailed };
             let mut resp = fetch::offset_for_leader_epoch(state, r);
             resp.topics.extend(refused.into_iter().map(|t| {
                 let mut tr = offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default();
@@ -383,7 +388,7 @@ pub async fn execute(state: &Arc<BrokerState>, conn: &Connection, d: Decoded) ->
                 tr.partitions = t.partitions.iter().map(|p| {
                     let mut e = offset_for_leader_epoch_response::EpochEndOffset::default();
                     e.partition = p.partition;
-                    e.error_code = ResponseError::TopicAuthorizationFailed.code();
+                    e.error_code = refusal.code();
                     e.leader_epoch = -1;
                     e.end_offset = -1;
                     e
@@ -478,17 +483,21 @@ pub async fn execute(state: &Arc<BrokerState>, conn: &Connection, d: Decoded) ->
             }));
             encode(key, v, cid, &resp)
         }
-        Request::FindCoordinator(r) => {
+        Request::FindCoordinator(mut r) => {
+            // Checked first: an unauthorized lookup creates no coordinator topic.
             let (rt, error) = if v >= 1 && r.key_type == 1 { (Rt::TransactionalId, ResponseError::TransactionalIdAuthorizationFailed) } else { (Rt::Group, ResponseError::GroupAuthorizationFailed) };
-            let mut resp = groups::find_coordinator(state, conn, r.clone(), v).await;
-            if acc.enabled() {
-                if v < 4 && !acc.can(rt, &r.key, Op::Describe) {
-                    (resp.error_code, resp.node_id, resp.host, resp.port) = (error.code(), BrokerId(-1), sb(""), -1);
-                }
-                for c in resp.coordinators.iter_mut().filter(|c| !acc.can(rt, &c.key, Op::Describe)) {
-                    (c.error_code, c.node_id, c.host, c.port, c.error_message) = (error.code(), BrokerId(-1), sb(""), -1, None);
-                }
+            if v < 4 && !acc.can(rt, &r.key, Op::Describe) {
+                let mut resp = FindCoordinatorResponse::default();
+                (resp.error_code, resp.node_id, resp.host, resp.port) = (error.code(), BrokerId(-1), sb(""), -1);
+                return encode(key, v, cid, &resp);
             }
+            let refused = authz::take(&mut r.coordinator_keys, |k| acc.can(rt, k, Op::Describe));
+            let mut resp = if v >= 4 && r.coordinator_keys.is_empty() { FindCoordinatorResponse::default() } else { groups::find_coordinator(state, conn, r, v).await };
+            resp.coordinators.extend(refused.into_iter().map(|k| {
+                let mut c = find_coordinator_response::Coordinator::default();
+                (c.key, c.error_code, c.node_id, c.host, c.port) = (k, error.code(), BrokerId(-1), sb(""), -1);
+                c
+            }));
             encode(key, v, cid, &resp)
         }
         Request::JoinGroup(r) => encode(key, v, cid, &groups::join_group(state, conn, &client_id, r, v).await),
@@ -530,9 +539,31 @@ pub async fn execute(state: &Arc<BrokerState>, conn: &Connection, d: Decoded) ->
             resp.topics.extend(refused);
             encode(key, v, cid, &resp)
         }
-        Request::OffsetFetch(r) => {
-            let mut resp = offsets::offset_fetch(state, r.clone(), v);
-            authz::offset_fetch(&acc, &r, &mut resp);
+        Request::OffsetFetch(mut r) => {
+            // Groups the principal may not describe never reach the handler.
+            if v < 8 && !acc.can(Rt::Group, &r.group_id, Op::Describe) {
+                let mut resp = OffsetFetchResponse::default();
+                resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+                for t in r.topics.into_iter().flatten() {
+                    let mut tr = offset_fetch_response::OffsetFetchResponseTopic::default();
+                    tr.name = t.name;
+                    tr.partitions = t.partition_indexes.iter().map(|p| {
+                        let mut pr = offset_fetch_response::OffsetFetchResponsePartition::default();
+                        (pr.partition_index, pr.committed_offset, pr.committed_leader_epoch, pr.error_code) = (*p, -1, -1, ResponseError::GroupAuthorizationFailed.code());
+                        pr
+                    }).collect();
+                    resp.topics.push(tr);
+                }
+                return encode(key, v, cid, &resp);
+            }
+            let refused = authz::take(&mut r.groups, |g| acc.can(Rt::Group, &g.group_id, Op::Describe));
+            let mut resp = offsets::offset_fetch(state, r, v);
+            authz::offset_fetch_topics(&acc, &mut resp);
+            resp.groups.extend(refused.into_iter().map(|g| {
+                let mut gr = offset_fetch_response::OffsetFetchResponseGroup::default();
+                (gr.group_id, gr.error_code) = (g.group_id, ResponseError::GroupAuthorizationFailed.code());
+                gr
+            }));
             encode(key, v, cid, &resp)
         }
         Request::OffsetDelete(r) => encode(key, v, cid, &offsets::offset_delete(state, r)),
@@ -559,7 +590,7 @@ pub async fn execute(state: &Arc<BrokerState>, conn: &Connection, d: Decoded) ->
         }
         Request::AddOffsetsToTxn(r) => encode(key, v, cid, &txn::add_offsets_to_txn(state, r).await),
         Request::EndTxn(r) => encode(key, v, cid, &txn::end_txn(state, r).await),
-        // Inter-broker (the replication listener); see ARCHITECTURE.md's known limits.
+        // From another broker (ClusterAction, checked above).
         Request::WriteTxnMarkers(r) => encode(key, v, cid, &txn::write_txn_markers(state, r).await),
         Request::TxnOffsetCommit(mut r) => {
             let refused = authz::take(&mut r.topics, |t| acc.topic(&t.name, Op::Read));
@@ -706,6 +737,25 @@ fn refusal(key: ApiKey, v: i16, cid: i32, request: Request, error: ResponseError
                     pr
                 }).collect();
                 resp.topics.push(tr);
+            }
+            encode(key, v, cid, &resp)
+        }
+        Request::WriteTxnMarkers(r) => {
+            let mut resp = WriteTxnMarkersResponse::default();
+            for m in r.markers {
+                let mut mr = write_txn_markers_response::WritableTxnMarkerResult::default();
+                mr.producer_id = m.producer_id;
+                mr.topics = m.topics.iter().map(|t| {
+                    let mut tr = write_txn_markers_response::WritableTxnMarkerTopicResult::default();
+                    tr.name = t.name.clone();
+                    tr.partitions = t.partition_indexes.iter().map(|p| {
+                        let mut pr = write_txn_markers_response::WritableTxnMarkerPartitionResult::default();
+                        (pr.partition_index, pr.error_code) = (*p, code);
+                        pr
+                    }).collect();
+                    tr
+                }).collect();
+                resp.markers.push(mr);
             }
             encode(key, v, cid, &resp)
         }

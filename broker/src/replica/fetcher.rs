@@ -34,6 +34,8 @@ pub struct FetcherConfig {
     pub wait: Duration,
     /// `replica.fetch.max.bytes`.
     pub max_bytes: i32,
+    /// How brokers reach each other (`inter.broker.*`).
+    pub inter_broker: crate::server::InterBroker,
 }
 
 /// The running fetcher tasks, one per leader broker.
@@ -91,14 +93,18 @@ impl Fetchers {
                 return;
             }
             let Some(parts) = self.partitions_of(leader) else { return };
-            let addr = self.image.borrow().brokers.get(&leader).filter(|b| !b.fenced).map(|b| format!("{}:{}", b.host, b.port));
+            let listener = &self.config.inter_broker.listener;
+            let addr = self.image.borrow().brokers.get(&leader).filter(|b| !b.fenced).map(|b| {
+                let (host, port) = b.address_for(listener);
+                format!("{host}:{port}")
+            });
             let Some(addr) = addr else {
                 tokio::select! { _ = tokio::time::sleep(BACKOFF) => {}, _ = shutdown.changed() => return }
                 continue;
             };
             if conn.as_ref().is_none_or(|c| c.is_closed() || c.addr() != addr) {
                 let timeout = self.config.wait + Duration::from_secs(10);
-                match Connection::connect(&addr, &format!("samsa-replica-{}", self.config.me), Duration::from_secs(3), timeout).await {
+                match Connection::connect_with(&addr, &format!("samsa-replica-{}", self.config.me), Duration::from_secs(3), timeout, &self.config.inter_broker.transport).await {
                     Ok(c) => conn = Some(c),
                     Err(e) => {
                         tracing::debug!(leader, %addr, "replica fetcher cannot connect: {e}");

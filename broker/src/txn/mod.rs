@@ -307,7 +307,9 @@ impl TxnCoordinator {
                 None => {
                     let image = state.image();
                     let b = image.brokers.get(&leader).ok_or_else(|| samsa_client::Error::State(format!("broker {leader} is unknown")))?;
-                    let c = Connection::connect(&format!("{}:{}", b.host, b.port), &format!("samsa-txn-markers-{}", state.node_id), Duration::from_secs(3), Duration::from_secs(30)).await?;
+                    let (host, port) = b.address_for(&state.inter_broker.listener);
+                    let addr = format!("{host}:{port}");
+                    let c = Connection::connect_with(&addr, &format!("samsa-txn-markers-{}", state.node_id), Duration::from_secs(3), Duration::from_secs(30), &state.inter_broker.transport).await?;
                     conns.insert(leader, c.clone());
                     c
                 }
