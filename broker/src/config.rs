@@ -116,6 +116,7 @@ pub const DEFS: &[Def] = &[
     Def { name: "super.users", topic_name: None, kind: Kind::Text, default: "", doc: "principals that pass every ACL check, e.g. User:admin;User:ops" },
     Def { name: "inter.broker.listener.name", topic_name: None, kind: Kind::Text, default: "", doc: "the listener brokers replicate and send transaction markers over (default: the first)" },
     Def { name: "inter.broker.client.config", topic_name: None, kind: Kind::Text, default: "", doc: "client properties (security.protocol, ssl.*, sasl.*) brokers use on it; its principal needs ClusterAction (or super.users) with the authorizer on" },
+    Def { name: "controller.ssl.enabled", topic_name: None, kind: Kind::Bool, default: "false", doc: "mutual TLS on --controller-listen: every node presents ssl.certificate.location and checks its peers against ssl.ca.location" },
     Def { name: "internal.listener", topic_name: None, kind: Kind::Text, default: "", doc: "the listener the server's own SQL engine and Connect worker use (default: the first PLAINTEXT one)" },
     Def { name: "internal.client.config", topic_name: None, kind: Kind::Text, default: "", doc: "a client properties file for them (security.protocol, sasl.*, ssl.*): the principal they act as" },
     Def { name: "offsets.topic.segment.bytes", topic_name: None, kind: Kind::Int { min: 1024, max: I32 }, default: "104857600", doc: "segment size of __consumer_offsets" },

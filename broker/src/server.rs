@@ -136,6 +136,24 @@ impl InterBroker {
     }
 }
 
+/// The controller port's mutual TLS (`controller.ssl.enabled`, cluster mode only).
+fn controller_tls(config: &BrokerConfig, cluster: bool) -> Result<Option<crate::meta::rpc::RpcTls>> {
+    if !(cluster && config.bool("controller.ssl.enabled")) {
+        return Ok(None);
+    }
+    let need = |k: &str| Some(config.get(k).trim().to_string()).filter(|v| !v.is_empty()).ok_or_else(|| Error::Config(format!("controller.ssl.enabled=true needs {k}")));
+    let (cert, key, ca) = (need("ssl.certificate.location")?, need("ssl.key.location")?, need("ssl.ca.location")?);
+    let files = crate::security::tls::TlsFiles { cert: cert.clone().into(), key: key.clone().into(), ca: Some(ca.clone().into()), client_auth: crate::security::tls::ClientAuth::Required };
+    let server = crate::security::tls::server_config(&files).map_err(|e| Error::Config(format!("controller.ssl.enabled: {e}")))?;
+    // Peers are addressed by --voters; the chain (this cluster's CA) is what is checked.
+    let mut s = samsa_client::net::secure::SecuritySettings::default();
+    for (k, v) in [("security.protocol", "SSL"), ("ssl.ca.location", ca.as_str()), ("ssl.certificate.location", cert.as_str()), ("ssl.key.location", key.as_str()), ("ssl.endpoint.identification.algorithm", "none")] {
+        s.set(k, v).map_err(|e| Error::Config(format!("controller.ssl.enabled: {e}")))?;
+    }
+    let client = s.transport().map_err(|e| Error::Config(format!("controller.ssl.enabled: {e}")))?.tls.map(|(c, _)| c).ok_or_else(|| Error::Config("controller.ssl.enabled: no TLS config".into()))?;
+    Ok(Some(crate::meta::rpc::RpcTls { server, client }))
+}
+
 /// `authorizer.enabled` and `super.users`.
 #[derive(Debug, Clone, Default)]
 pub struct Authz {
@@ -308,6 +326,7 @@ impl Broker {
                 node_id: opts.node_id,
                 voters: opts.voters.clone(),
                 listener: controller_listener,
+                tls: controller_tls(&opts.config, !opts.voters.is_empty())?,
                 advertised: (local_addr.ip().to_string(), i32::from(local_addr.port())),
                 endpoints,
                 heartbeat_interval: cfg.ms("broker.heartbeat.interval.ms"),

@@ -401,3 +401,31 @@ fn brokers_replicate_over_sasl_as_their_own_principal_with_the_authorizer_on() -
     }
     Ok(())
 }
+
+#[test]
+fn controllers_talk_over_mutual_tls_and_a_peer_without_it_gets_nothing() -> Result<()> {
+    let certs = tempfile::tempdir()?;
+    let dir = certs.path();
+    pki(dir)?;
+    // One certificate per cluster here, good for both ends of a connection.
+    std::fs::write(dir.join("node.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")?;
+    let mut args = vec!["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    args.extend(["-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=samsa-node"]);
+    openssl(dir, &args)?;
+    openssl(dir, &["x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "node.pem", "-days", "2", "-extfile", "node.ext"])?;
+    let (cert, key, ca) = (path(dir, "node.pem"), path(dir, "node.key"), path(dir, "ca.pem"));
+    let sets = [("controller.ssl.enabled", "true"), ("ssl.certificate.location", cert.as_str()), ("ssl.key.location", key.as_str()), ("ssl.ca.location", ca.as_str())];
+    // The quorum forms and serves metadata writes only if the nodes reach each other.
+    let cluster = samsa_tests::SamsaCluster::start(3, &sets)?;
+    run_samsa(&["topic", "create", "over-mtls", "--partitions", "3", "--replication-factor", "3", "--bootstrap", &cluster.addr(1)], Duration::from_secs(30))?.ok()?;
+    wait_until(Duration::from_secs(30), "three replicas of each partition", || Ok(cluster.partitions("over-mtls")?.iter().all(|p| p.2.len() == 3)))?;
+    // A plain-TCP peer sending a controller frame (a JSON heartbeat) gets no answer.
+    let body = br#"{"Heartbeat":{"id":9,"host":"127.0.0.1","port":1,"shutting_down":false}}"#;
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    let (answer, closed) = exchange(&cluster.controller_addr(1), &frame)?;
+    // (At most a TLS alert comes back, never a controller answer.)
+    ensure!(closed && answer.len() < 16 && !String::from_utf8_lossy(&answer).contains("Heartbeat"), "a plain peer got {answer:?} from the controller port (closed: {closed})");
+    wait_until(Duration::from_secs(10), "a log line for the refused peer", || Ok(cluster.stderr(1).contains("controller TLS handshake failed")))?;
+    Ok(())
+}

@@ -582,6 +582,11 @@ impl SamsaCluster {
         self.dirs.path().join(format!("node-{id}"))
     }
 
+    /// Node `id`'s controller (Raft) address.
+    pub fn controller_addr(&self, id: usize) -> String {
+        format!("127.0.0.1:{}", self.controller_ports[id - 1])
+    }
+
     /// Node `id`'s Kafka address.
     pub fn addr(&self, id: usize) -> String {
         format!("127.0.0.1:{}", self.kafka_ports[id - 1])

@@ -62,6 +62,8 @@ pub struct ControllerOptions {
     pub voters: BTreeMap<i32, String>,
     /// Bound controller listener (cluster mode).
     pub listener: Option<TcpListener>,
+    /// Mutual TLS on the controller port (`controller.ssl.enabled`).
+    pub tls: Option<rpc::RpcTls>,
     /// Host and port Kafka clients reach this broker on (registered in the image).
     pub advertised: (String, i32),
     /// Every client listener of this broker (registered in the image).
@@ -82,6 +84,8 @@ pub struct Controller {
     image: watch::Receiver<Arc<Image>>,
     advertised: (String, i32),
     endpoints: Vec<image::Endpoint>,
+    /// TLS for calls to other controllers.
+    rpc_tls: Option<Arc<rustls::ClientConfig>>,
     session_timeout: Duration,
     /// Active-controller state: when each broker was last heard from.
     seen: Mutex<HashMap<i32, Instant>>,
@@ -114,7 +118,7 @@ impl Controller {
         .validate()
         .map_err(|e| Error::Config(format!("raft config: {e}")))?;
         let id = opts.node_id as u64;
-        let raft = Raft::new(id, Arc::new(config), rpc::Network, log, sm)
+        let raft = Raft::new(id, Arc::new(config), rpc::Network(opts.tls.as_ref().map(|t| t.client.clone())), log, sm)
             .await
             .map_err(|e| Error::Config(format!("cannot start the metadata quorum: {e}")))?;
         let members: BTreeMap<u64, BasicNode> = if single {
@@ -139,6 +143,7 @@ impl Controller {
             image,
             advertised: opts.advertised,
             endpoints: opts.endpoints,
+            rpc_tls: opts.tls.as_ref().map(|t| t.client.clone()),
             session_timeout: opts.session_timeout,
             seen: Mutex::new(HashMap::new()),
             leaving: Mutex::new(HashSet::new()),
@@ -146,7 +151,7 @@ impl Controller {
             shutting_down: false.into(),
         });
         if let Some(listener) = opts.listener {
-            tokio::spawn(rpc::serve(listener, controller.clone(), shutdown.clone()));
+            tokio::spawn(rpc::serve(listener, controller.clone(), opts.tls.as_ref().map(|t| t.server.clone()), shutdown.clone()));
         }
         tokio::spawn(controller.clone().heartbeat_loop(opts.heartbeat_interval, shutdown.clone()));
         tokio::spawn(controller.clone().duties_loop(opts.leader_imbalance_interval, shutdown));
@@ -196,7 +201,7 @@ impl Controller {
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_id.map(|n| n as i32) {
                     Some(leader) if leader != self.node_id => match self.controller_addr(leader) {
                         Some(addr) => {
-                            let peer = peers.entry(leader).or_insert_with(|| Peer::new(addr.clone()));
+                            let peer = peers.entry(leader).or_insert_with(|| Peer::new(addr.clone(), self.rpc_tls.clone()));
                             match peer.call(&Request::Propose(cmd.clone()), RPC_TIMEOUT).await {
                                 Ok(Response::Propose(r)) => r,
                                 Ok(_) => Err(ProposeError::Failed("controller answered with the wrong message".into())),
@@ -339,7 +344,7 @@ impl Controller {
                 continue;
             }
             let Some(addr) = self.controller_addr(leader).cloned() else { continue };
-            let peer = peers.entry(leader).or_insert_with(|| Peer::new(addr.clone()));
+            let peer = peers.entry(leader).or_insert_with(|| Peer::new(addr.clone(), self.rpc_tls.clone()));
             if let Err(e) = peer.call(&Request::Heartbeat(hb), every.max(Duration::from_millis(500))).await {
                 tracing::debug!(controller = leader, "heartbeat failed: {e}");
             }

@@ -13,7 +13,7 @@ use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -81,15 +81,30 @@ pub enum Response {
     Heartbeat(bool),
 }
 
-async fn write_frame<T: Serialize>(s: &mut TcpStream, msg: &T) -> std::io::Result<()> {
+/// Mutual TLS for the controller port (`controller.ssl.enabled`): every node presents its
+/// certificate and checks the peer's against `ssl.ca.location`.
+#[derive(Clone)]
+pub struct RpcTls {
+    /// The accepting side (client certificates required).
+    pub server: Arc<rustls::ServerConfig>,
+    /// The connecting side (with this node's certificate).
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+/// A plain or TLS stream.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
+
+async fn write_frame<T: Serialize>(s: &mut (impl AsyncWrite + Unpin), msg: &T) -> std::io::Result<()> {
     let body = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     let mut buf = Vec::with_capacity(body.len() + 4);
     buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
     buf.extend_from_slice(&body);
-    s.write_all(&buf).await
+    s.write_all(&buf).await?;
+    s.flush().await
 }
 
-async fn read_frame<T: for<'de> Deserialize<'de>>(s: &mut TcpStream) -> std::io::Result<T> {
+async fn read_frame<T: for<'de> Deserialize<'de>>(s: &mut (impl AsyncRead + Unpin)) -> std::io::Result<T> {
     let len = s.read_u32().await? as usize;
     if len > MAX_FRAME_BYTES {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("controller frame of {len} bytes exceeds {MAX_FRAME_BYTES}")));
@@ -102,22 +117,30 @@ async fn read_frame<T: for<'de> Deserialize<'de>>(s: &mut TcpStream) -> std::io:
 /// A connection to one peer's controller port, reconnected on demand.
 pub struct Peer {
     addr: String,
-    conn: Option<TcpStream>,
+    conn: Option<Box<dyn Stream>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Peer {
     /// A peer at `addr` (nothing is connected yet).
-    pub fn new(addr: impl Into<String>) -> Self {
-        Self { addr: addr.into(), conn: None }
+    pub fn new(addr: impl Into<String>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        Self { addr: addr.into(), conn: None, tls }
+    }
+
+    async fn open(&self) -> std::io::Result<Box<dyn Stream>> {
+        let s = TcpStream::connect(&self.addr).await?;
+        let _ = s.set_nodelay(true);
+        let Some(tls) = &self.tls else { return Ok(Box::new(s)) };
+        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h).trim_matches(['[', ']']);
+        let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(std::io::Error::other)?;
+        Ok(Box::new(tokio_rustls::TlsConnector::from(tls.clone()).connect(name, s).await?))
     }
 
     /// Sends one request and waits for its response within `timeout`.
     pub async fn call(&mut self, req: &Request, timeout: Duration) -> std::io::Result<Response> {
         let result = tokio::time::timeout(timeout, async {
             if self.conn.is_none() {
-                let s = TcpStream::connect(&self.addr).await?;
-                s.set_nodelay(true)?;
-                self.conn = Some(s);
+                self.conn = Some(self.open().await?);
             }
             let s = self.conn.as_mut().expect("connected");
             write_frame(s, req).await?;
@@ -133,13 +156,13 @@ impl Peer {
 }
 
 /// Creates [`Peer`]s for openraft.
-pub struct Network;
+pub struct Network(pub Option<Arc<rustls::ClientConfig>>);
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, _target: NodeId, node: &BasicNode) -> Peer {
-        Peer::new(node.addr.clone())
+        Peer::new(node.addr.clone(), self.0.clone())
     }
 }
 
@@ -187,7 +210,7 @@ impl RaftNetwork<TypeConfig> for Peer {
 }
 
 /// Serves the controller port until `shutdown` flips.
-pub async fn serve(listener: TcpListener, controller: Arc<Controller>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, controller: Arc<Controller>, tls: Option<Arc<rustls::ServerConfig>>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (socket, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -202,9 +225,23 @@ pub async fn serve(listener: TcpListener, controller: Arc<Controller>, mut shutd
         };
         let controller = controller.clone();
         let mut shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _ = socket.set_nodelay(true);
-            let mut socket = socket;
+            let mut socket: Box<dyn Stream> = match tls {
+                None => Box::new(socket),
+                Some(cfg) => match tokio::time::timeout(Duration::from_secs(10), tokio_rustls::TlsAcceptor::from(cfg).accept(socket)).await {
+                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Err(e)) => {
+                        tracing::warn!(%peer, "controller TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%peer, "controller TLS handshake did not finish within 10 s");
+                        return;
+                    }
+                },
+            };
             loop {
                 let req: Request = tokio::select! {
                     r = read_frame(&mut socket) => match r {
