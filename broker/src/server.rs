@@ -106,7 +106,7 @@ pub struct InterBroker {
 
 impl InterBroker {
     /// From the config and the listeners, or why they do not fit together.
-    pub fn resolve(config: &BrokerConfig, listeners: &[crate::security::ListenerSpec]) -> Result<InterBroker> {
+    pub fn resolve(config: &BrokerConfig, listeners: &[crate::security::ListenerSpec], cluster: bool) -> Result<InterBroker> {
         let name = match config.get("inter.broker.listener.name").trim() {
             "" => listeners[0].name.clone(),
             n => n.to_ascii_uppercase(),
@@ -114,7 +114,8 @@ impl InterBroker {
         let spec = listeners.iter().find(|l| l.name == name).ok_or_else(|| Error::Config(format!("inter.broker.listener.name={name} is not one of the listeners")))?;
         let mut settings = samsa_client::net::secure::SecuritySettings::default();
         match config.get("inter.broker.client.config").trim() {
-            "" if spec.protocol != crate::security::Protocol::Plaintext => {
+            // A single node never calls itself (its markers are local).
+            "" if cluster && spec.protocol != crate::security::Protocol::Plaintext => {
                 return Err(Error::Config(format!(
                     "brokers replicate over listener {name} ({:?}): give its client settings with inter.broker.client.config=FILE (security.protocol, ssl.ca.location, sasl.*)",
                     spec.protocol
@@ -301,7 +302,7 @@ impl Broker {
         // Client listeners: `listeners` when set, else --listen (both NAME://HOST:PORT,...).
         let spec = Some(opts.config.get("listeners").trim()).filter(|s| !s.is_empty()).unwrap_or(opts.listen.as_str()).to_string();
         let specs = crate::security::parse_listeners(&spec, opts.config.get("listener.security.protocol.map")).map_err(Error::Config)?;
-        let inter_broker = InterBroker::resolve(&opts.config, &specs)?;
+        let inter_broker = InterBroker::resolve(&opts.config, &specs, !opts.voters.is_empty())?;
         let security = crate::security::Security::resolve(&opts.config, &specs).map_err(Error::Config)?;
         let mut listeners = Vec::new();
         for l in &specs {
@@ -644,6 +645,11 @@ async fn authenticate(state: &BrokerState, ctx: &ListenerCtx, session: &mut crat
         }
         api::Request::SaslAuthenticate(r) => {
             let mut resp = SaslAuthenticateResponse::default();
+            if !session.handshaken() {
+                resp.error_code = kafka_protocol::ResponseError::IllegalSaslState.code();
+                resp.error_message = Some(api::sb("SaslAuthenticate before SaslHandshake"));
+                return (Outcome::RespondAndClose(api::encode_bytes(key, v, cid, &resp), "SaslAuthenticate before SaslHandshake".into()), None);
+            }
             match sasl_step(state, session, r.auth_bytes.to_vec()).await {
                 Step::Continue(bytes) => {
                     resp.auth_bytes = bytes.into();

@@ -310,6 +310,10 @@ pub async fn execute(state: &Arc<BrokerState>, conn: &Connection, d: Decoded) ->
     if let Some(error) = authz::refused(&acc, &request) {
         return refusal(key, v, cid, request, error);
     }
+    // As Kafka: the ACL APIs answer SECURITY_DISABLED while the authorizer is off.
+    if !state.authz.enabled && matches!(request, Request::CreateAcls(_) | Request::DescribeAcls(_) | Request::DeleteAcls(_)) {
+        return refusal(key, v, cid, request, ResponseError::SecurityDisabled);
+    }
     use crate::security::acl::{Operation as Op, ResourceType as Rt};
     match request {
         Request::SaslHandshake(_) => {
@@ -355,9 +359,14 @@ pub async fn execute(state: &Arc<BrokerState>, conn: &Connection, d: Decoded) ->
         Request::Produce(mut r) => {
             let acks = r.acks;
             let refused = authz::produce(&acc, &mut r);
+            let denied = !refused.is_empty();
             let mut resp = produce::produce(state, r, v).await;
             resp.responses.extend(refused);
             if acks == 0 {
+                // Kafka closes the connection so an acks=0 producer learns of the refusal.
+                if denied {
+                    return Outcome::Close("acks=0 produce to a topic this principal may not write".into());
+                }
                 Outcome::NoResponse
             } else {
                 encode(key, v, cid, &resp)

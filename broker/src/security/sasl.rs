@@ -36,6 +36,11 @@ fn invalid(mechanism: &str) -> String {
 }
 
 impl Session {
+    /// Whether a SaslHandshake chose a mechanism.
+    pub fn handshaken(&self) -> bool {
+        self.mechanism.is_some()
+    }
+
     /// The authenticated principal (`User:NAME`), once done.
     pub fn principal(&self) -> Option<&str> {
         self.principal.as_deref()

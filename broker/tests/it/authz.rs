@@ -90,3 +90,36 @@ async fn without_grants_everything_is_refused_even_a_fetch_claiming_to_be_a_foll
     assert_eq!(got[4], ("acls", 0));
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn kafkas_answers_for_out_of_place_requests() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    // ACL APIs while the authorizer is off: SECURITY_DISABLED.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), &[]).await;
+    let mut c = Conn::connect(&broker).await;
+    let r = c.request(&DescribeAclsRequest::default().with_resource_type_filter(1).with_pattern_type_filter(1).with_operation(1).with_permission_type(1), 1).await;
+    assert_eq!(r.error_code, ResponseError::SecurityDisabled.code());
+    broker.shutdown().await;
+
+    // An acks=0 produce to a refused topic closes the connection (nothing else would tell
+    // the producer).
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), &[("authorizer.enabled", "true")]).await;
+    broker.state().create_topic("secret", 1, 1, Vec::new(), Default::default(), false).await.unwrap();
+    let mut c = Conn::connect(&broker).await;
+    let data = TopicProduceData::default().with_name(TopicName(s("secret"))).with_partition_data(vec![PartitionProduceData::default().with_index(0)]);
+    let req = ProduceRequest::default().with_acks(0).with_timeout_ms(1000).with_topic_data(vec![data]);
+    c.send_request_no_response(&req, 9).await;
+    assert!(c.closed_by_peer().await, "the connection stayed open");
+    broker.shutdown().await;
+
+    // SaslAuthenticate before SaslHandshake on a SASL listener: ILLEGAL_SASL_STATE, closed.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), &[("listeners", "SASL_PLAINTEXT://127.0.0.1:0")]).await;
+    let mut c = Conn::connect(&broker).await;
+    let r = c.request(&SaslAuthenticateRequest::default().with_auth_bytes(b"n,,n=a,r=b".to_vec().into()), 1).await;
+    assert_eq!(r.error_code, ResponseError::IllegalSaslState.code());
+    assert!(c.closed_by_peer().await, "the connection stayed open");
+    broker.shutdown().await;
+}

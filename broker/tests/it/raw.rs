@@ -51,6 +51,21 @@ impl Conn {
         R::Response::decode(&mut resp, version).unwrap()
     }
 
+    /// Writes a request whose answer will not come (Produce with acks=0).
+    pub async fn send_request_no_response<R: Request>(&mut self, req: &R, version: i16) {
+        let key = ApiKey::try_from(R::KEY).unwrap();
+        let mut body = BytesMut::new();
+        let mut h = RequestHeader::default();
+        h.request_api_key = R::KEY;
+        h.request_api_version = version;
+        h.correlation_id = self.next_id;
+        self.next_id += 1;
+        h.encode(&mut body, key.request_header_version(version)).unwrap();
+        req.encode(&mut body, version).unwrap();
+        self.stream.write_all(&(body.len() as i32).to_be_bytes()).await.unwrap();
+        self.stream.write_all(&body).await.unwrap();
+    }
+
     pub async fn read_frame(&mut self) -> Bytes {
         let mut len = [0u8; 4];
         tokio::time::timeout(Duration::from_secs(20), self.stream.read_exact(&mut len)).await.expect("response in time").unwrap();
