@@ -123,11 +123,10 @@ impl InterBroker {
             }
             "" => {}
             path => {
-                let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("inter.broker.client.config={path}: {e}")))?;
-                for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!')) {
-                    let (k, v) = line.split_once(['=', ':']).ok_or_else(|| Error::Config(format!("inter.broker.client.config={path}: expected key=value, got `{line}`")))?;
-                    if !settings.set(k.trim(), v.trim()).map_err(|e| Error::Config(format!("inter.broker.client.config={path}: {e}")))? {
-                        return Err(Error::Config(format!("inter.broker.client.config={path}: `{}` is not a security setting", k.trim())));
+                let props = samsa_client::config::read_properties_file(std::path::Path::new(path)).map_err(|e| Error::Config(format!("inter.broker.client.config: {e}")))?;
+                for (k, v) in props {
+                    if !settings.set(&k, &v).map_err(|e| Error::Config(format!("inter.broker.client.config={path}: {e}")))? {
+                        return Err(Error::Config(format!("inter.broker.client.config={path}: `{k}` is not a security setting")));
                     }
                 }
             }

@@ -51,19 +51,9 @@ fn client_properties(cli: &Cli) -> Result<Vec<(String, String)>, String> {
     }
 }
 
-/// `key=value` pairs of a client properties file (`#` and `!` comments).
+/// `key=value` pairs of a client properties file.
 pub(crate) fn client_properties_file(path: &std::path::Path) -> Result<Vec<(String, String)>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-            continue;
-        }
-        let (k, v) = line.split_once(['=', ':']).ok_or_else(|| format!("{}:{}: expected key=value, got `{line}`", path.display(), n + 1))?;
-        out.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    Ok(out)
+    samsa_client::config::read_properties_file(path).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]

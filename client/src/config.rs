@@ -38,7 +38,10 @@ pub fn set_process_defaults(props: Vec<(String, String)>) -> Result<()> {
     let mut probe = CommonConfig::default();
     for (k, v) in &props {
         if !probe.set(k, v)? {
-            return Err(Error::Config(format!("`{k}` is not a property every client has; use one of {}", COMMON_KEYS.iter().chain(crate::net::secure::SECURITY_KEYS).copied().collect::<Vec<_>>().join(", "))));
+            return Err(Error::Config(format!(
+                "`{k}` is not a property every client has; use one of {}",
+                COMMON_KEYS.iter().chain(crate::net::secure::SECURITY_KEYS).copied().collect::<Vec<_>>().join(", ")
+            )));
         }
     }
     let _ = PROCESS_DEFAULTS.set(props);
@@ -65,14 +68,7 @@ impl Default for CommonConfig {
 }
 
 /// The property names [`CommonConfig::set`] accepts.
-pub const COMMON_KEYS: &[&str] = &[
-    "bootstrap.servers",
-    "client.id",
-    "request.timeout.ms",
-    "socket.connection.setup.timeout.ms",
-    "retry.backoff.ms",
-    "metadata.max.age.ms",
-];
+pub const COMMON_KEYS: &[&str] = &["bootstrap.servers", "client.id", "request.timeout.ms", "socket.connection.setup.timeout.ms", "retry.backoff.ms", "metadata.max.age.ms"];
 
 impl CommonConfig {
     /// Sets one property; `Ok(false)` when `key` is not a common property.
@@ -99,6 +95,86 @@ impl CommonConfig {
         }
         Ok(true)
     }
+}
+
+/// Parses Java properties text (client config files, worker and connector files): `key=value`, `key: value` or `key value`; `#` and `!`
+/// comment lines; a trailing `\` continues a line; `\n`, `\t`, `\uXXXX` and escaped
+/// separators in keys and values.
+pub fn parse_properties(text: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(first) = lines.next() {
+        let mut line = first.trim_start().to_string();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        // Continuations: an odd number of trailing backslashes joins the next line.
+        while line.chars().rev().take_while(|c| *c == '\\').count() % 2 == 1 {
+            line.pop();
+            match lines.next() {
+                Some(next) => line.push_str(next.trim_start()),
+                None => break,
+            }
+        }
+        let (key, value) = split_key(&line);
+        out.insert(unescape(&key), unescape(value.trim_start()));
+    }
+    out
+}
+
+/// Splits a logical line at the first unescaped `=`, `:` or whitespace.
+fn split_key(line: &str) -> (String, &str) {
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '=' | ':' => return (line[..i].to_string(), &line[i + 1..]),
+            c if c.is_whitespace() => {
+                let rest = line[i..].trim_start();
+                let rest = rest.strip_prefix('=').or_else(|| rest.strip_prefix(':')).unwrap_or(rest);
+                return (line[..i].to_string(), rest);
+            }
+            _ => {}
+        }
+    }
+    (line.to_string(), "")
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('f') => out.push('\u{c}'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    Some(ch) => out.push(ch),
+                    None => out.push_str(&hex),
+                }
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Reads a properties file (see [`parse_properties`]), naming the file on failure.
+pub fn read_properties_file(path: &std::path::Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    Ok(parse_properties(&text).into_iter().collect())
 }
 
 /// Parses a millisecond property into a `Duration`.

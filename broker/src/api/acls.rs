@@ -59,6 +59,21 @@ pub async fn create(state: &BrokerState, req: CreateAclsRequest) -> CreateAclsRe
     resp
 }
 
+/// [`filter`] of a DescribeAcls request or a DeleteAcls filter (the same seven fields).
+macro_rules! filter_of {
+    ($f:expr) => {
+        filter(
+            $f.resource_type_filter,
+            $f.resource_name_filter.as_deref(),
+            $f.pattern_type_filter,
+            $f.principal_filter.as_deref(),
+            $f.host_filter.as_deref(),
+            $f.operation,
+            $f.permission_type,
+        )
+    };
+}
+
 /// A filter from DescribeAcls/DeleteAcls fields.
 #[allow(clippy::too_many_arguments)]
 fn filter(resource_type: i8, name: Option<&str>, pattern: i8, principal: Option<&str>, host: Option<&str>, operation: i8, permission: i8) -> Result<AclFilter, Refusal> {
@@ -91,15 +106,7 @@ fn filter(resource_type: i8, name: Option<&str>, pattern: i8, principal: Option<
 /// Handles DescribeAcls: the matching bindings grouped by resource pattern.
 pub fn describe(state: &BrokerState, req: DescribeAclsRequest) -> DescribeAclsResponse {
     let mut resp = DescribeAclsResponse::default();
-    let f = match filter(
-        req.resource_type_filter,
-        req.resource_name_filter.as_deref(),
-        req.pattern_type_filter,
-        req.principal_filter.as_deref(),
-        req.host_filter.as_deref(),
-        req.operation,
-        req.permission_type,
-    ) {
+    let f = match filter_of!(req) {
         Ok(f) => f,
         Err((code, message)) => {
             resp.error_code = code.code();
@@ -135,15 +142,7 @@ pub async fn delete(state: &BrokerState, req: DeleteAclsRequest) -> DeleteAclsRe
     let mut all = Vec::new();
     let mut per_filter = Vec::new();
     for f in &req.filters {
-        let parsed = filter(
-            f.resource_type_filter,
-            f.resource_name_filter.as_deref(),
-            f.pattern_type_filter,
-            f.principal_filter.as_deref(),
-            f.host_filter.as_deref(),
-            f.operation,
-            f.permission_type,
-        );
+        let parsed = filter_of!(f);
         let matched: Vec<AclBinding> = match &parsed {
             Ok(f) => image.acls.iter().filter(|b| f.selects(b)).cloned().collect(),
             Err(_) => Vec::new(),

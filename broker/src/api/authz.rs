@@ -28,16 +28,12 @@ pub struct Access {
 }
 
 impl Access {
-    /// The view for a request on `conn`.
+    /// The view for a request on `conn` (nothing is read or copied while the authorizer
+    /// is off: this runs on every request).
     pub fn new(state: &BrokerState, conn: &Connection) -> Access {
         let enabled = state.authz.enabled;
-        Access {
-            enabled,
-            principal: conn.principal.clone(),
-            host: conn.peer.ip().to_canonical().to_string(),
-            image: enabled.then(|| state.image()),
-            super_users: state.authz.super_users.clone(),
-        }
+        let (principal, host) = if enabled { (conn.principal.clone(), conn.peer.ip().to_canonical().to_string()) } else { Default::default() };
+        Access { enabled, principal, host, image: enabled.then(|| state.image()), super_users: state.authz.super_users.clone() }
     }
 
     /// Whether this principal may do `op` on the resource.

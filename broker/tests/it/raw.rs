@@ -34,24 +34,14 @@ impl Conn {
 
     pub async fn request<R: Request>(&mut self, req: &R, version: i16) -> R::Response {
         let key = ApiKey::try_from(R::KEY).unwrap();
-        let mut body = BytesMut::new();
-        let mut h = RequestHeader::default();
-        h.request_api_key = R::KEY;
-        h.request_api_version = version;
-        h.correlation_id = self.next_id;
-        h.client_id = Some(StrBytes::from_static_str("raw-test"));
-        self.next_id += 1;
-        h.encode(&mut body, key.request_header_version(version)).unwrap();
-        req.encode(&mut body, version).unwrap();
-        self.stream.write_all(&(body.len() as i32).to_be_bytes()).await.unwrap();
-        self.stream.write_all(&body).await.unwrap();
+        self.send_request_no_response(req, version).await;
         let mut resp = self.read_frame().await;
         let rh = ResponseHeader::decode(&mut resp, key.response_header_version(version)).unwrap();
         assert_eq!(rh.correlation_id, self.next_id - 1);
         R::Response::decode(&mut resp, version).unwrap()
     }
 
-    /// Writes a request whose answer will not come (Produce with acks=0).
+    /// Writes a request (with a header); its answer, if any, is read by the caller.
     pub async fn send_request_no_response<R: Request>(&mut self, req: &R, version: i16) {
         let key = ApiKey::try_from(R::KEY).unwrap();
         let mut body = BytesMut::new();
@@ -59,6 +49,7 @@ impl Conn {
         h.request_api_key = R::KEY;
         h.request_api_version = version;
         h.correlation_id = self.next_id;
+        h.client_id = Some(StrBytes::from_static_str("raw-test"));
         self.next_id += 1;
         h.encode(&mut body, key.request_header_version(version)).unwrap();
         req.encode(&mut body, version).unwrap();
@@ -81,13 +72,14 @@ pub async fn start(dir: &Path, settings: &[(&str, &str)]) -> Broker {
     for (k, v) in settings {
         config.set(k, v).unwrap();
     }
-    Broker::start(BrokerOptions { data_dir: dir.to_path_buf(), listen: "127.0.0.1:0".into(), node_id: 1, controller_listen: None, voters: Default::default(), config }).await.unwrap()
+    Broker::start(BrokerOptions { data_dir: dir.to_path_buf(), listen: "127.0.0.1:0".into(), node_id: 1, controller_listen: None, voters: Default::default(), config })
+        .await
+        .unwrap()
 }
 
 /// One uncompressed batch of `n` records with `value_len`-byte values.
 pub fn batch(n: usize, value_len: usize) -> Vec<u8> {
-    let records: Vec<_> =
-        (0..n).map(|i| (Some(Bytes::from(format!("k{i}"))), Some(Bytes::from(vec![b'v'; value_len])), 1_700_000_000_000 + i as i64)).collect();
+    let records: Vec<_> = (0..n).map(|i| (Some(Bytes::from(format!("k{i}"))), Some(Bytes::from(vec![b'v'; value_len])), 1_700_000_000_000 + i as i64)).collect();
     samsa_client::wire::batch::encode_plain(&records, Compression::None).unwrap()
 }
 
